@@ -1,0 +1,91 @@
+"""CF metadata of the dataset contract, written once.
+
+Every variable and coordinate xlex writes gets its attributes from here, and
+the CM1 reader annotates CM1 output from the same tables, so the two line up.
+"""
+
+from __future__ import annotations
+
+#: Attributes of the coordinates. Face coordinates carry
+#: ``c_grid_axis_shift = -0.5`` so that xgcm reads the staggering unaided.
+COORDINATE_ATTRS: dict[str, dict] = {
+    "time": {"units": "seconds", "long_name": "time since beginning of simulation",
+             "standard_name": "time", "axis": "T"},
+    "xh": {"units": "m", "long_name": "x of cell centres", "axis": "X",
+           "standard_name": "projection_x_coordinate"},
+    "xf": {"units": "m", "long_name": "x of west cell faces", "axis": "X",
+           "c_grid_axis_shift": -0.5},
+    "yh": {"units": "m", "long_name": "y of cell centres", "axis": "Y",
+           "standard_name": "projection_y_coordinate"},
+    "yf": {"units": "m", "long_name": "y of south cell faces", "axis": "Y",
+           "c_grid_axis_shift": -0.5},
+    "zh": {"units": "m", "long_name": "height of cell centres", "axis": "Z",
+           "positive": "up", "standard_name": "height"},
+    "zf": {"units": "m", "long_name": "height of cell bottom faces", "axis": "Z",
+           "positive": "up", "c_grid_axis_shift": -0.5},
+}
+
+#: Attributes of the data variables of the contract.
+VARIABLE_ATTRS: dict[str, dict] = {
+    "u": {"units": "m s-1", "long_name": "x wind on x faces", "standard_name": "x_wind"},
+    "v": {"units": "m s-1", "long_name": "y wind on y faces", "standard_name": "y_wind"},
+    "w": {"units": "m s-1", "long_name": "vertical velocity on z faces",
+          "standard_name": "upward_air_velocity"},
+    "th": {"units": "K", "long_name": "potential temperature",
+           "standard_name": "air_potential_temperature"},
+    "qv": {"units": "kg kg-1", "long_name": "water vapour mixing ratio",
+           "standard_name": "humidity_mixing_ratio"},
+    "pipert": {"units": "1", "long_name": "Exner function perturbation pi'"},
+    "thpert": {"units": "K", "long_name": "potential temperature perturbation th - th0"},
+    "qvpert": {"units": "kg kg-1", "long_name": "water vapour mixing ratio perturbation qv - qv0"},
+    "thrho": {"units": "K", "long_name": "density potential temperature"},
+    "th0": {"units": "K", "long_name": "base-state potential temperature"},
+    "qv0": {"units": "kg kg-1", "long_name": "base-state water vapour mixing ratio"},
+    "pi0": {"units": "1", "long_name": "base-state Exner function",
+            "standard_name": "dimensionless_exner_function"},
+    "rho0": {"units": "kg m-3", "long_name": "base-state air density",
+             "standard_name": "air_density"},
+    "prspert": {"units": "Pa", "long_name": "pressure perturbation"},
+    "buoyancy": {"units": "m s-2", "long_name": "buoyancy"},
+}
+
+#: Dimensions of each contract variable, without the leading time/ensemble dims.
+VARIABLE_DIMS: dict[str, tuple[str, ...]] = {
+    "u": ("zh", "yh", "xf"),
+    "v": ("zh", "yf", "xh"),
+    "w": ("zf", "yh", "xh"),
+    "th": ("zh", "yh", "xh"),
+    "qv": ("zh", "yh", "xh"),
+    "pipert": ("zh", "yh", "xh"),
+    "thpert": ("zh", "yh", "xh"),
+    "qvpert": ("zh", "yh", "xh"),
+    "thrho": ("zh", "yh", "xh"),
+    "prspert": ("zh", "yh", "xh"),
+    "buoyancy": ("zh", "yh", "xh"),
+    "th0": ("zh",),
+    "qv0": ("zh",),
+    "pi0": ("zh",),
+    "rho0": ("zh",),
+}
+
+PROGNOSTIC = ("u", "v", "w", "th", "qv")
+BASE_STATE = ("th0", "qv0", "pi0", "rho0")
+
+
+def annotate(ds):
+    """Return a copy of ``ds`` with the contract's CF attributes on every known name.
+
+    Attributes already present are kept unless the table sets them; the input
+    is never modified.
+    """
+    out = ds.copy(deep=False)
+    for name, attrs in COORDINATE_ATTRS.items():
+        if name in out.coords:
+            out[name] = out[name].copy(deep=False)
+            out[name].attrs = {**out[name].attrs, **attrs}
+    for name, attrs in VARIABLE_ATTRS.items():
+        if name in out.data_vars:
+            out[name] = out[name].copy(deep=False)
+            out[name].attrs = {**out[name].attrs, **attrs}
+    out.attrs.setdefault("Conventions", "CF-1.11")
+    return out
