@@ -1,0 +1,1 @@
+"""Dynamical core: advection, pressure, tendencies."""
