@@ -21,7 +21,8 @@ def advection(state: State, base: BaseState, grid: Grid, config: ModelConfig) ->
     """Flux-form WENO advection of u, v, w, th and qv."""
     u_t, v_t, w_t, th_t, qv_t = advection_tendencies(
         state.u, state.v, state.w, state.th, state.qv, base.mass, base.mass_faces,
-        grid.dx, grid.dy, grid.dz, order_z=config.vertical_order, eps=config.weno_epsilon)
+        grid.dx, grid.dy, grid.dz, order_z=config.vertical_order, eps=config.weno_epsilon,
+        linear_momentum=config.momentum_advection == "upwind5")
     return State(u=u_t, v=v_t, w=w_t, th=th_t, qv=qv_t, pi=jnp.zeros_like(state.pi))
 
 
