@@ -1,3 +1,24 @@
-"""xlex: a differentiable, GPU-ready large-eddy simulation model in JAX, driven from xarray."""
+"""xlex: a differentiable, GPU-ready large-eddy simulation model in JAX, driven from xarray.
+
+Importing xlex registers the ``ds.lex`` Dataset accessor.
+"""
 
 __version__ = "0.1.0"
+
+from xlex import accessor as _accessor  # noqa: E402,F401  (registers ds.lex)
+from xlex import cases, datasets  # noqa: E402
+from xlex.config import ModelConfig  # noqa: E402
+from xlex.errors import (  # noqa: E402
+    BlowUpError,
+    CFLError,
+    DatasetError,
+    GridMismatchError,
+    OptionError,
+    OptionTypeError,
+    XlexError,
+)
+from xlex.grid import Grid  # noqa: E402
+from xlex.io.cm1 import open_cm1  # noqa: E402
+
+__all__ = ["cases", "datasets", "open_cm1", "ModelConfig", "Grid", "XlexError", "DatasetError",
+           "OptionError", "OptionTypeError", "GridMismatchError", "CFLError", "BlowUpError"]

@@ -1,0 +1,98 @@
+"""The ``ds.lex`` accessor: thin, returns new objects, never mutates the Dataset."""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from xlex import compare, driver
+
+
+@xr.register_dataset_accessor("lex")
+class LexAccessor:
+    """xlex methods on any Dataset that meets the xlex contract.
+
+    Registered on ``import xlex``. Every method returns a new object.
+    """
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+
+    def integrate(self, duration, *, dt, output_every, solver="pcg", precision="float32",
+                  progress=True, **options) -> xr.Dataset:
+        """Integrate the state forward in time.
+
+        The last record along ``time`` (or the Dataset itself if it has no
+        time axis) is the initial state; extra leading dims (e.g. ``member``)
+        are integrated at once as an ensemble. The time loop is one compiled
+        ``lax.scan`` per output interval, compiled once per run.
+
+        Parameters
+        ----------
+        duration : float or str
+            Length of the run: seconds, or a string such as ``"20min"``.
+        dt : float or str
+            Time step [s]; must divide ``output_every``.
+        output_every : float or str
+            Output interval; must divide ``duration``.
+        solver : {'pcg', 'bicgstab'}
+            Pressure solver (see :class:`xlex.config.ModelConfig`).
+        precision : {'float32', 'float64'}
+            Floating-point precision of the run.
+        progress : bool
+            Show a tqdm progress bar.
+        **options
+            More :class:`xlex.config.ModelConfig` options, e.g. ``tolerance``,
+            ``vertical_order``, ``momentum_advection``, ``coriolis`` [s-1].
+
+        Returns
+        -------
+        xarray.Dataset
+            States at the start and at every output time (``time`` in s),
+            with u, v, w, th, qv, pipert, thpert, qvpert, thrho, the base
+            state, ``pressure_iterations``, and every option in the attributes.
+            If interrupted (Ctrl-C), the outputs completed so far, with
+            ``xlex_status = "interrupted"``.
+
+        Raises
+        ------
+        xlex.errors.DatasetError
+            The Dataset does not meet the contract.
+        xlex.errors.OptionError
+            A bad option, a duration that is not a multiple of ``output_every``,
+            or (``CFLError``) a ``dt`` that breaks the CFL limit.
+        xlex.errors.BlowUpError
+            The run produced NaN/Inf or exceeded the CFL limit; the outputs
+            before it are in the error's ``outputs``.
+
+        Examples
+        --------
+        >>> ds0 = xlex.cases.warm_bubble(theta_c=5.0, dx=400.0)
+        >>> out = ds0.lex.integrate("10min", dt=12.0, output_every="1min")
+        """
+        return driver.integrate(self._ds, duration, dt=dt, output_every=output_every,
+                                solver=solver, precision=precision, progress=progress,
+                                **options)
+
+    def correlation(self, other: xr.Dataset, var: str) -> xr.DataArray:
+        """Pearson correlation with ``other`` over all grid points, per time (paper eq. 27).
+        See :func:`xlex.compare.correlation`."""
+        return compare.correlation(self._ds, other, var)
+
+    def mse(self, other: xr.Dataset, var: str) -> xr.DataArray:
+        """Mean squared error against ``other``, per time. See :func:`xlex.compare.mse`."""
+        return compare.mse(self._ds, other, var)
+
+    def ms_ssim(self, other: xr.Dataset, var: str, **kwargs) -> xr.DataArray:
+        """Multi-scale SSIM against ``other`` on 2-D sections, per time.
+        See :func:`xlex.compare.ms_ssim` for ``plane``, ``at``, ``data_range``, ``scales``."""
+        return compare.ms_ssim(self._ds, other, var, **kwargs)
+
+    def ke_profile(self, *, window=None) -> xr.DataArray:
+        """Resolved kinetic-energy profile KE(z) (paper eq. 28). See
+        :func:`xlex.compare.ke_profile`."""
+        return compare.ke_profile(self._ds, window=window)
+
+    def coarsen(self, *, x=6, y=6, z=3, every=None) -> xr.Dataset:
+        """Staggering-aware coarse-graining by (x, y, z) cells and every k-th time.
+        See :func:`xlex.compare.coarsen`."""
+        return compare.coarsen(self._ds, x=x, y=y, z=z, every=every)

@@ -1,0 +1,182 @@
+"""Integrates a contract Dataset: checks, converts, runs the compiled loop, converts back.
+
+This is the edge behind ``ds.lex.integrate``: the core never sees xarray.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from xlex.config import ModelConfig
+from xlex.errors import BlowUpError, CFLError, XlexError
+from xlex.io.convert import dataset_to_inputs, states_to_dataset
+from xlex.model import make_step
+from xlex.state import BaseState, State
+from xlex.stepping import advance
+from xlex.timeparse import to_seconds, whole_multiple
+
+#: Largest sum of directional Courant numbers dt (|u|/dx + |v|/dy + |w|/dz) for which
+#: SSPRK3(4) with fifth-order upwind advection is linearly stable (about 1.7 in 1-D),
+#: with a small margin.
+COURANT_LIMIT = 1.6
+
+
+def courant_number(u, v, w, grid, dt, xp=np):
+    """Largest dt (|u|/dx + |v|/dy + |w|/dz) over the domain, velocities at centres."""
+    uc = 0.5 * (xp.abs(u) + xp.abs(xp.roll(u, -1, axis=-1)))
+    vc = 0.5 * (xp.abs(v) + xp.abs(xp.roll(v, -1, axis=-2)))
+    wc = 0.5 * (xp.abs(w[..., 1:, :, :]) + xp.abs(w[..., :-1, :, :]))
+    return dt * xp.max(uc / grid.dx + vc / grid.dy + wc / grid.dz)
+
+
+def _options_attrs(config: ModelConfig, dt, duration, output_every):
+    attrs = config.as_attrs()
+    attrs = {k: ("none" if v is None else v) for k, v in attrs.items()}
+    attrs.update({"xlex_dt": dt, "xlex_duration": duration, "xlex_output_every": output_every,
+                  "boundary_conditions": "periodic in x and y; rigid free-slip walls at "
+                                         "bottom and top",
+                  "coriolis_parameter": config.coriolis,
+                  "equations": "Durran (2008) pseudo-incompressible, moist "
+                               "(density potential temperature)"})
+    return attrs
+
+
+def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
+              precision="float32", progress=True, **options) -> xr.Dataset:
+    """Integrate the state in ``ds`` forward in time. See :meth:`LexAccessor.integrate`."""
+    duration_s = to_seconds(duration, "duration")
+    dt_s = to_seconds(dt, "dt")
+    every_s = to_seconds(output_every, "output_every")
+    n_outputs = whole_multiple(duration_s, every_s, "duration", "output_every")
+    steps_per_output = whole_multiple(every_s, dt_s, "output_every", "dt")
+    config = ModelConfig(solver=solver, precision=precision, **options)
+    inputs = dataset_to_inputs(ds)
+    grid = inputs.grid
+    courant = courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"], grid, dt_s)
+    if courant > COURANT_LIMIT:
+        safe = dt_s * COURANT_LIMIT / courant
+        raise CFLError(
+            f"dt = {dt_s:g} s breaks the CFL limit for the initial state: the Courant number "
+            f"dt (|u|/dx + |v|/dy + |w|/dz) is {courant:.3g} > {COURANT_LIMIT}; use dt <= "
+            f"{math.floor(safe * 1000) / 1000:g} s (and mind that the flow may speed up)")
+
+    with jax.enable_x64(config.precision == "float64"):
+        return _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output,
+                    progress)
+
+
+def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output, progress):
+    grid = inputs.grid
+    dtype = config.dtype
+    base = BaseState(**{k: jnp.asarray(v, dtype) for k, v in inputs.base.items()})
+    state = State(u=inputs.state["u"], v=inputs.state["v"], w=inputs.state["w"],
+                  th=inputs.state["th"], qv=inputs.state["qv"], pi=inputs.state["pi"])
+    batch_shape = inputs.batch_shape
+    flat = int(np.prod(batch_shape)) if batch_shape else None
+    state = jax.tree.map(
+        lambda a: jnp.asarray(a.reshape((flat,) + a.shape[len(batch_shape):]) if flat else a,
+                              dtype), state)
+    step = make_step(grid, base, config, dt_s)
+
+    def chunk(s):
+        s, its = advance(step, s, steps_per_output)
+        finite = jnp.stack([jnp.all(jnp.isfinite(getattr(s, n)))
+                            for n in ("u", "v", "w", "th", "qv", "pi")])
+        cfl = courant_number(s.u, s.v, s.w, grid, dt_s, jnp)
+        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl
+
+    if flat:
+        chunk = jax.vmap(chunk)
+    chunk = jax.jit(chunk)
+
+    def snapshot(s):
+        return {k: np.asarray(getattr(s, k)).reshape(batch_shape + getattr(s, k).shape[
+            1 if flat else 0:]) for k in ("u", "v", "w", "th", "qv", "pi")}
+
+    records = [snapshot(state)]
+    iterations = [np.zeros(batch_shape)]
+    times = [inputs.time]
+    attrs = dict(ds.attrs)
+    attrs.update(_options_attrs(config, dt_s, duration_s, every_s))
+
+    def result(status):
+        fields = {k: np.stack([r[k] for r in records]) for k in records[0]}
+        out = states_to_dataset(
+            fields, inputs.base, inputs.coords, np.asarray(times), batch_dims=inputs.batch_dims,
+            attrs={**attrs, "xlex_status": status},
+            extra={"pressure_iterations": (("time",) + tuple(inputs.batch_dims),
+                                           np.stack(iterations),
+                                           {"units": "1", "long_name": "mean pressure-solver "
+                                            "iterations per solve since the previous output"})})
+        return out
+
+    bar = tqdm(total=n_outputs * steps_per_output, unit="step", disable=not progress,
+               desc=f"xlex {grid.describe()}", leave=True)
+    started = _time.perf_counter()
+    try:
+        for k in range(n_outputs):
+            new, mean_its, max_its, finite, cfl = chunk(state)
+            finite = np.asarray(finite)
+            t_now = inputs.time + (k + 1) * every_s
+            cfl_value = float(np.max(np.asarray(cfl)))
+            if not finite.all() or cfl_value > COURANT_LIMIT:
+                names = ("u", "v", "w", "th", "qv", "pipert")
+                bad = [n for n, ok in zip(names, finite.reshape(-1, 6).all(0) if flat else finite,
+                                          strict=True) if not ok]
+                variable, where = _locate_blow_up(new, bad, inputs)
+                message = (f"the run blew up between t = {t_now - every_s:g} s and "
+                           f"{t_now:g} s: " + (f"non-finite values in {variable} near {where}"
+                                               if bad else
+                                               f"Courant number {cfl_value:.3g} exceeds "
+                                               f"{COURANT_LIMIT} ({variable} largest near "
+                                               f"{where})")
+                           + f"; reduce dt (now {dt_s:g} s). The {len(records)} output(s) "
+                           "before it are in the error's .outputs")
+                raise BlowUpError(message, time=t_now, variable=variable, location=where,
+                                  outputs=result("blew up"))
+            if int(np.max(np.asarray(max_its))) >= config.max_iterations:
+                warnings.warn(f"the pressure solve hit max_iterations={config.max_iterations} "
+                              f"before t = {t_now:g} s; the divergence may be above tolerance",
+                              RuntimeWarning, stacklevel=3)
+            state = new
+            records.append(snapshot(state))
+            iterations.append(np.asarray(mean_its).reshape(batch_shape))
+            times.append(t_now)
+            bar.update(steps_per_output)
+    except KeyboardInterrupt:
+        bar.close()
+        warnings.warn(f"interrupted: returning the {len(records)} output(s) completed, up to "
+                      f"t = {times[-1]:g} s", RuntimeWarning, stacklevel=3)
+        return result("interrupted")
+    bar.close()
+    out = result("complete")
+    out.attrs["xlex_wall_seconds"] = round(_time.perf_counter() - started, 3)
+    return out
+
+
+def _locate_blow_up(state, bad, inputs):
+    """(variable, {dim: coordinate}) of the worst point of the first bad field."""
+    from xlex.io.cf import VARIABLE_DIMS
+    if bad:
+        name = bad[0]
+        arr = np.asarray(getattr(state, "pi" if name == "pipert" else name))
+        score = ~np.isfinite(arr)
+    else:
+        name = "w"
+        arr = np.asarray(state.w)
+        score = np.abs(np.nan_to_num(arr))
+    idx = np.unravel_index(np.argmax(score), arr.shape)
+    dims = VARIABLE_DIMS[name]
+    where = {d: float(inputs.coords[d][i]) for d, i in zip(dims, idx[-3:], strict=True)}
+    return name, where
+
+
+__all__ = ["integrate", "courant_number", "COURANT_LIMIT", "XlexError"]

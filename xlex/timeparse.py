@@ -1,0 +1,59 @@
+"""Durations given as seconds or strings such as ``"20min"`` or ``"1h 30min"``."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from xlex.errors import OptionError, OptionTypeError
+
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+          "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0, "m": 60.0,
+          "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+          "d": 86400.0, "day": 86400.0, "days": 86400.0}
+_TOKEN = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z]*)")
+
+
+def to_seconds(value, name: str) -> float:
+    """A duration in seconds from a number [s], a ``numpy.timedelta64`` or a string
+    like ``"20min"``, ``"90 s"``, ``"1h30min"``; must be positive and finite."""
+    if isinstance(value, bool):
+        raise OptionTypeError(f"{name} must be a duration (seconds or a string like '20min'), "
+                              f"got {value!r}")
+    if isinstance(value, np.timedelta64):
+        seconds = value / np.timedelta64(1, "s")
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        pos, seconds = 0, 0.0
+        if not text:
+            raise OptionError(f"{name} is an empty string; give e.g. '20min' or 1200")
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            unit = m.group(2).lower() if m else None
+            if not m or (unit and unit not in _UNITS):
+                raise OptionError(
+                    f"{name}={value!r} is not a duration I can read; write seconds (1200) or "
+                    f"a number with a unit such as '20min', '90s', '1h30min'")
+            seconds += float(m.group(1)) * _UNITS.get(unit, 1.0)
+            pos = m.end()
+    else:
+        raise OptionTypeError(f"{name} must be a duration (seconds or a string like '20min'), "
+                              f"got {type(value).__name__} {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise OptionError(f"{name} must be a positive duration, got {value!r}")
+    return seconds
+
+
+def whole_multiple(big: float, small: float, big_name: str, small_name: str) -> int:
+    """``big / small`` as an integer, or an error naming both options."""
+    ratio = big / small
+    n = round(ratio)
+    if n < 1 or abs(ratio - n) > 1e-9 * max(1.0, ratio):
+        raise OptionError(
+            f"{big_name} ({big:g} s) must be a whole multiple of {small_name} ({small:g} s); "
+            f"the ratio is {ratio:.6g}. Choose e.g. {big_name}={max(n, 1) * small:g} s")
+    return int(n)
