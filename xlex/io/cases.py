@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 
 from xlex import initial
@@ -102,15 +103,17 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
         raise OptionError(f"relative_humidity is a fraction in [0, 1] (0.1 = 10 %), got {rh!r}")
     grid = Grid(nx=_cells(lengths["x_length"], dx, "x"), ny=_cells(lengths["y_length"], dy, "y"),
                 nz=_cells(lengths["z_length"], dz, "z"), dx=dx, dy=dy, dz=dz)
-    base = initial.moist_base_state(grid, theta=float(theta0), relative_humidity=rh,
-                                    surface_pressure=float(surface_pressure))
-    state = initial.warm_bubble_state(
-        grid, base, theta_c, x_centre=float(x_centre), y_centre=float(y_centre),
-        z_centre=float(z_centre), x_radius=float(x_radius), y_radius=float(y_radius),
-        z_radius=float(z_radius), relative_humidity=rh,
-        keep_relative_humidity=bool(keep_relative_humidity))
-    fields = {k: np.asarray(getattr(state, k))[None] for k in ("u", "v", "w", "th", "qv", "pi")}
-    base_np = {k: np.asarray(getattr(base, k)) for k in ("th0", "qv0", "pi0")}
+    with jax.enable_x64(True):  # the initial Dataset is float64 whatever the run's precision
+        base = initial.moist_base_state(grid, theta=float(theta0), relative_humidity=rh,
+                                        surface_pressure=float(surface_pressure))
+        state = initial.warm_bubble_state(
+            grid, base, theta_c, x_centre=float(x_centre), y_centre=float(y_centre),
+            z_centre=float(z_centre), x_radius=float(x_radius), y_radius=float(y_radius),
+            z_radius=float(z_radius), relative_humidity=rh,
+            keep_relative_humidity=bool(keep_relative_humidity))
+        fields = {k: np.asarray(getattr(state, k))[None]
+                  for k in ("u", "v", "w", "th", "qv", "pi")}
+        base_np = {k: np.asarray(getattr(base, k)) for k in ("th0", "qv0", "pi0")}
     attrs = {"case": "warm_bubble", "case_theta_c": theta_c, "case_dx": dx, "case_dy": dy,
              "case_dz": dz, "case_x_centre": float(x_centre), "case_y_centre": float(y_centre),
              "case_z_centre": float(z_centre), "case_x_radius": float(x_radius),

@@ -1,0 +1,159 @@
+"""The ``xlex`` command: ``xlex run``, ``xlex compare``, ``xlex bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from xlex.errors import XlexError
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="run a case and write NetCDF and a PNG of theta'",
+                       description="Run a built-in case; writes NetCDF (-o) and a PNG "
+                                   "of theta' in the x-z plane through the bubble centre.")
+    p.add_argument("case", choices=["warm-bubble"], help="the case to run")
+    p.add_argument("--theta-c", type=float, default=5.0, help="bubble amplitude [K] (5)")
+    p.add_argument("--dx", type=float, default=400.0, help="grid spacing [m] (400)")
+    p.add_argument("--dz", type=float, default=None, help="vertical spacing [m] (= dx)")
+    p.add_argument("--duration", default="20min", help="run length, e.g. 20min (20min)")
+    p.add_argument("--dt", default="12", help="time step [s] (12)")
+    p.add_argument("--output-every", default="1min", help="output interval (1min)")
+    p.add_argument("--solver", default="pcg", choices=["pcg", "bicgstab"])
+    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("-o", "--output", default="bubble.nc", help="NetCDF file (bubble.nc)")
+    p.add_argument("--png", default=None, help="figure file (the output name with .png)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="compare a run with a reference (e.g. CM1 output)",
+                       description="Print R, MSE and MS-SSIM over time of a variable of "
+                                   "RUN against REFERENCE, and write the figures.")
+    p.add_argument("run", help="xlex output NetCDF")
+    p.add_argument("reference", help="reference NetCDF: CM1 output or xlex output")
+    p.add_argument("--var", default="thpert", help="variable to compare (thpert)")
+    p.add_argument("--basestate", default=None, help="CM1 base-state file, if the "
+                                                     "reference lacks th0/qv0")
+    p.add_argument("--figures", default=None,
+                   help="prefix of the figure files (default: the run's name)")
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="time the step and the pressure solve",
+                       description="Warm bubble at a few sizes with each solver: compile "
+                                   "seconds, seconds per step, pressure seconds per step, "
+                                   "grid-point updates per second, iterations per solve.")
+    p.add_argument("--sizes", default=",".join(("48x48x24", "96x96x48", "192x192x96")),
+                   help="comma-separated NXxNYxNZ list")
+    p.add_argument("--solvers", default="pcg,bicgstab")
+    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--steps", type=int, default=5, help="timed steps per case (5)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of records")
+
+
+def _refuse_existing(path: Path, overwrite: bool):
+    if path.exists() and not overwrite:
+        raise XlexError(f"{path} exists; choose another name with -o or pass --overwrite")
+
+
+def cmd_run(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import xlex
+    out_path = Path(args.output)
+    png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
+    _refuse_existing(out_path, args.overwrite)
+    _refuse_existing(png_path, args.overwrite)
+    ds0 = xlex.cases.warm_bubble(theta_c=args.theta_c, dx=args.dx, dz=args.dz)
+    dt = float(args.dt) if args.dt.replace(".", "", 1).isdigit() else args.dt
+    out = ds0.lex.integrate(args.duration, dt=dt, output_every=args.output_every,
+                            solver=args.solver, precision=args.precision,
+                            progress=not args.no_progress)
+    tmp = out_path.with_name(out_path.name + ".part")
+    out.to_netcdf(tmp)
+    os.replace(tmp, out_path)
+    from xlex import plot
+    fig = plot.plot_section(out, "thpert", y=ds0.attrs["case_y_centre"])
+    fig.savefig(png_path, dpi=110)
+    w = out["w"].max(("zf", "yh", "xh"))
+    print(f"wrote {out_path} ({out.sizes['time']} outputs to t = {float(out.time[-1]):g} s, "
+          f"max w at the end {float(w[-1]):.2f} m/s, wall {out.attrs.get('xlex_wall_seconds')} s)"
+          f" and {png_path}")
+    return 0
+
+
+def cmd_compare(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import xarray as xr
+
+    import xlex
+    from xlex import plot
+
+    def load(path):
+        with xr.open_dataset(path) as probe:
+            is_cm1 = "CM1 version" in probe.attrs
+        if is_cm1:
+            return xlex.open_cm1(path, basestate=args.basestate)
+        return xr.open_dataset(path)
+
+    run, ref = load(args.run), load(args.reference)
+    table = plot.metric_table(run, ref, args.var)
+    print(f"{'time (s)':>10} {'R':>10} {'MSE':>12} {'MS-SSIM':>10}")
+    for i in range(table.sizes["time"]):
+        row = table.isel(time=i)
+        print(f"{float(row.time):10.0f} {float(row['R']):10.5f} {float(row['MSE']):12.4e} "
+              f"{float(row['MS-SSIM']):10.5f}")
+    prefix = args.figures or str(Path(args.run).with_suffix(""))
+    times = table.time.values
+    pick = times[::max(1, len(times) // 4)][:4]
+    plot.compare(run, ref, args.var, pick, labels=("xlex", "reference")).savefig(
+        f"{prefix}_{args.var}_sections.png", dpi=110)
+    plot.metrics(run, ref, args.var).savefig(f"{prefix}_{args.var}_metrics.png", dpi=110)
+    print(f"wrote {prefix}_{args.var}_sections.png and {prefix}_{args.var}_metrics.png")
+    return 0
+
+
+def cmd_bench(args):
+    from xlex import bench
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    for s in sizes:
+        bench.parse_size(s)
+
+    def report(rec):
+        if not args.json:
+            print(f"{rec['size']:>12} {rec['solver']:>9} compile {rec['compile_seconds']:7.2f} s"
+                  f"  step {rec['seconds_per_step']:8.4f} s  pressure "
+                  f"{rec['pressure_seconds_per_step']:8.4f} s/step  "
+                  f"{rec['points_per_second']:10.3e} points/s  "
+                  f"{rec['pressure_iterations']:6.1f} it/solve", flush=True)
+
+    records = bench.run(sizes, solvers, precision=args.precision, steps=args.steps,
+                        report=report)
+    if args.json:
+        print(json.dumps(records, indent=1))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="xlex", description="xlex: differentiable LES in JAX")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_compare(sub)
+    _add_bench(sub)
+    args = parser.parse_args(argv)
+    try:
+        return {"run": cmd_run, "compare": cmd_compare, "bench": cmd_bench}[args.command](args)
+    except XlexError as err:
+        print(f"xlex {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
