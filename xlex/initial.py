@@ -14,7 +14,7 @@ from xlex.state import BaseState, State
 
 
 def moist_base_state(grid: Grid, *, theta=300.0, relative_humidity=0.1,
-                     surface_pressure=1.0e5, dtype=jnp.float64) -> BaseState:
+                     surface_pressure=1.0e5, dtype=None) -> BaseState:
     """Hydrostatic base state of constant potential temperature and relative humidity.
 
     Parameters
@@ -33,14 +33,15 @@ def moist_base_state(grid: Grid, *, theta=300.0, relative_humidity=0.1,
 
 
 def bubble_shape(grid: Grid, *, x_centre, y_centre, z_centre, x_radius, y_radius, z_radius,
-                 dtype=jnp.float64):
+                 dtype=None):
     """cos^2(pi L / 2) for L <= 1, else 0, at the cell centres (paper eq. 13)."""
     z = grid.centres("z")[:, None, None]
     y = grid.centres("y")[None, :, None]
     x = grid.centres("x")[None, None, :]
     dist = np.sqrt(((x - x_centre) / x_radius) ** 2 + ((y - y_centre) / y_radius) ** 2
                    + ((z - z_centre) / z_radius) ** 2)
-    return jnp.asarray(np.where(dist <= 1.0, np.cos(np.pi * dist / 2.0) ** 2, 0.0), dtype)
+    return jnp.asarray(np.where(dist <= 1.0, np.cos(np.pi * dist / 2.0) ** 2, 0.0),
+                       dtype or jnp.result_type(float))
 
 
 def warm_bubble_state(grid: Grid, base: BaseState, theta_c, *, x_centre=12000.0,

@@ -114,7 +114,9 @@ def hydrostatic_sounding(z, theta, *, relative_humidity=None, qv=None,
     return (np.interp(z, zs, ths), np.interp(z, zs, qvs), np.interp(z, zs, pis))
 
 
-def base_state_from_profiles(th0, qv0, pi0, dtype=jnp.float64) -> BaseState:
-    """A :class:`BaseState` from 1-D profiles on cell centres."""
+def base_state_from_profiles(th0, qv0, pi0, dtype=None) -> BaseState:
+    """A :class:`BaseState` from 1-D profiles on cell centres (``dtype`` default:
+    JAX's default float, float64 only where x64 is enabled)."""
+    dtype = dtype or jnp.result_type(float)
     return BaseState(th0=jnp.asarray(th0, dtype), qv0=jnp.asarray(qv0, dtype),
                      pi0=jnp.asarray(pi0, dtype))
