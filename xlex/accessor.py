@@ -96,3 +96,10 @@ class LexAccessor:
         """Staggering-aware coarse-graining by (x, y, z) cells and every k-th time.
         See :func:`xlex.compare.coarsen`."""
         return compare.coarsen(self._ds, x=x, y=y, z=z, every=every)
+
+    def plot_section(self, var: str = "thpert", *, times=None, y=None, **kwargs):
+        """x-z sections of ``var`` through ``y`` [m] (default the domain centre) at
+        ``times`` [s], in a row (the paper's Figure 2). Returns a matplotlib Figure.
+        See :func:`xlex.plot.plot_section`."""
+        from xlex import plot
+        return plot.plot_section(self._ds, var, times=times, y=y, **kwargs)
