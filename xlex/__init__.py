@@ -17,8 +17,9 @@ from xlex.errors import (  # noqa: E402
     OptionTypeError,
     XlexError,
 )
+from xlex.driver import resume  # noqa: E402
 from xlex.grid import Grid  # noqa: E402
 from xlex.io.cm1 import open_cm1  # noqa: E402
 
-__all__ = ["cases", "datasets", "open_cm1", "ModelConfig", "Grid", "XlexError", "DatasetError",
+__all__ = ["cases", "datasets", "open_cm1", "resume", "ModelConfig", "Grid", "XlexError", "DatasetError",
            "OptionError", "OptionTypeError", "GridMismatchError", "CFLError", "BlowUpError"]

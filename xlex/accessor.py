@@ -18,7 +18,7 @@ class LexAccessor:
         self._ds = ds
 
     def integrate(self, duration, *, dt, output_every, solver="pcg", precision="float32",
-                  progress=True, **options) -> xr.Dataset:
+                  progress=True, store=None, overwrite=False, **options) -> xr.Dataset:
         """Integrate the state forward in time.
 
         The last record along ``time`` (or the Dataset itself if it has no
@@ -40,6 +40,13 @@ class LexAccessor:
             Floating-point precision of the run.
         progress : bool
             Show a tqdm progress bar.
+        store : str or Path, optional
+            NetCDF file (``.nc``) to which every output record is written and
+            flushed as soon as it is computed, so that after a crash, a kill or
+            Ctrl-C the file holds every completed record; continue it with
+            :func:`xlex.resume`.
+        overwrite : bool
+            Replace an existing ``store``; without it an existing file is an error.
         **options
             More :class:`xlex.config.ModelConfig` options, e.g. ``tolerance``,
             ``vertical_order``, ``momentum_advection``, ``coriolis`` [s-1].
@@ -71,7 +78,7 @@ class LexAccessor:
         """
         return driver.integrate(self._ds, duration, dt=dt, output_every=output_every,
                                 solver=solver, precision=precision, progress=progress,
-                                **options)
+                                store=store, overwrite=overwrite, **options)
 
     def correlation(self, other: xr.Dataset, var: str) -> xr.DataArray:
         """Pearson correlation with ``other`` over all grid points, per time (paper eq. 27).

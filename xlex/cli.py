@@ -15,7 +15,10 @@ def _add_run(sub):
     p = sub.add_parser("run", help="run a case and write NetCDF and a PNG of theta'",
                        description="Run a built-in case; writes NetCDF (-o) and a PNG "
                                    "of theta' in the x-z plane through the bubble centre.")
-    p.add_argument("case", choices=["warm-bubble"], help="the case to run")
+    p.add_argument("case", choices=["warm-bubble"], nargs="?", default="warm-bubble",
+                   help="the case to run (warm-bubble)")
+    p.add_argument("--resume", metavar="FILE", default=None,
+                   help="continue the run streamed to FILE from its last complete record")
     p.add_argument("--theta-c", type=float, default=5.0, help="bubble amplitude [K] (5)")
     p.add_argument("--dx", type=float, default=400.0, help="grid spacing [m] (400)")
     p.add_argument("--dz", type=float, default=None, help="vertical spacing [m] (= dx)")
@@ -65,21 +68,27 @@ def cmd_run(args):
     import matplotlib
     matplotlib.use("Agg")
     import xlex
-    out_path = Path(args.output)
-    png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
-    _refuse_existing(out_path, args.overwrite)
-    _refuse_existing(png_path, args.overwrite)
-    ds0 = xlex.cases.warm_bubble(theta_c=args.theta_c, dx=args.dx, dz=args.dz)
-    dt = float(args.dt) if args.dt.replace(".", "", 1).isdigit() else args.dt
-    out = ds0.lex.integrate(args.duration, dt=dt, output_every=args.output_every,
-                            solver=args.solver, precision=args.precision,
-                            progress=not args.no_progress)
-    tmp = out_path.with_name(out_path.name + ".part")
-    out.to_netcdf(tmp)
-    os.replace(tmp, out_path)
     from xlex import plot
-    fig = plot.plot_section(out, "thpert", y=ds0.attrs["case_y_centre"])
-    fig.savefig(png_path, dpi=110)
+    if args.resume:
+        out_path = Path(args.resume)
+        png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
+        out = xlex.resume(out_path, progress=not args.no_progress)
+    else:
+        out_path = Path(args.output)
+        png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
+        _refuse_existing(out_path, args.overwrite)
+        _refuse_existing(png_path, args.overwrite)
+        ds0 = xlex.cases.warm_bubble(theta_c=args.theta_c, dx=args.dx, dz=args.dz)
+        dt = float(args.dt) if args.dt.replace(".", "", 1).isdigit() else args.dt
+        # streamed record by record: a killed run keeps its outputs (xlex run --resume)
+        out = ds0.lex.integrate(args.duration, dt=dt, output_every=args.output_every,
+                                solver=args.solver, precision=args.precision,
+                                progress=not args.no_progress, store=out_path,
+                                overwrite=args.overwrite)
+    fig = plot.plot_section(out, "thpert", y=out.attrs.get("case_y_centre"))
+    tmp = png_path.with_name(png_path.name + ".part.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, png_path)
     w = out["w"].max(("zf", "yh", "xh"))
     print(f"wrote {out_path} ({out.sizes['time']} outputs to t = {float(out.time[-1]):g} s, "
           f"max w at the end {float(w[-1]):.2f} m/s, wall {out.attrs.get('xlex_wall_seconds')} s)"

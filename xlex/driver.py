@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from xlex.config import ModelConfig
 from xlex.errors import BlowUpError, CFLError, XlexError
 from xlex.io.convert import dataset_to_inputs, states_to_dataset
+from xlex.io.store import NetCDFStore, check_target, complete_records, open_store
 from xlex.model import make_step
 from xlex.state import BaseState, State
 from xlex.stepping import advance
@@ -50,8 +51,11 @@ def _options_attrs(config: ModelConfig, dt, duration, output_every):
 
 
 def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
-              precision="float32", progress=True, **options) -> xr.Dataset:
+              precision="float32", progress=True, store=None, overwrite=False,
+              _append_at=None, **options) -> xr.Dataset:
     """Integrate the state in ``ds`` forward in time. See :meth:`LexAccessor.integrate`."""
+    if store is not None and _append_at is None:
+        store = check_target(store, overwrite)
     duration_s = to_seconds(duration, "duration")
     dt_s = to_seconds(dt, "dt")
     every_s = to_seconds(output_every, "output_every")
@@ -70,10 +74,11 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
 
     with jax.enable_x64(config.precision == "float64"):
         return _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output,
-                    progress)
+                    progress, store, _append_at)
 
 
-def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output, progress):
+def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output, progress,
+         store, append_at):
     grid = inputs.grid
     dtype = config.dtype
     base = BaseState(**{k: jnp.asarray(v, dtype) for k, v in inputs.base.items()})
@@ -106,17 +111,25 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
     times = [inputs.time]
     attrs = dict(ds.attrs)
     attrs.update(_options_attrs(config, dt_s, duration_s, every_s))
+    if append_at is None:
+        attrs["xlex_start_time"] = inputs.time
 
-    def result(status):
-        fields = {k: np.stack([r[k] for r in records]) for k in records[0]}
+    def result(status, first=0):
+        fields = {k: np.stack([r[k] for r in records[first:]]) for k in records[0]}
         out = states_to_dataset(
-            fields, inputs.base, inputs.coords, np.asarray(times), batch_dims=inputs.batch_dims,
-            attrs={**attrs, "xlex_status": status},
+            fields, inputs.base, inputs.coords, np.asarray(times[first:]),
+            batch_dims=inputs.batch_dims, attrs={**attrs, "xlex_status": status},
             extra={"pressure_iterations": (("time",) + tuple(inputs.batch_dims),
-                                           np.stack(iterations),
+                                           np.stack(iterations[first:]),
                                            {"units": "1", "long_name": "mean pressure-solver "
                                             "iterations per solve since the previous output"})})
         return out
+
+    writer = None
+    if store is not None:
+        writer = NetCDFStore(store, start=append_at)
+        if append_at is None:
+            writer.create(result("running"))
 
     bar = tqdm(total=n_outputs * steps_per_output, unit="step", disable=not progress,
                desc=f"xlex {grid.describe()}", leave=True)
@@ -140,6 +153,8 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
                                                f"{where})")
                            + f"; reduce dt (now {dt_s:g} s). The {len(records)} output(s) "
                            "before it are in the error's .outputs")
+                if writer is not None:
+                    writer.set_status("blew up")
                 raise BlowUpError(message, time=t_now, variable=variable, location=where,
                                   outputs=result("blew up"))
             if int(np.max(np.asarray(max_its))) >= config.max_iterations:
@@ -150,16 +165,74 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
             records.append(snapshot(state))
             iterations.append(np.asarray(mean_its).reshape(batch_shape))
             times.append(t_now)
+            if writer is not None:
+                writer.append(result("running", first=len(records) - 1))
             bar.update(steps_per_output)
     except KeyboardInterrupt:
         bar.close()
+        if writer is not None:
+            writer.set_status("interrupted")
         warnings.warn(f"interrupted: returning the {len(records)} output(s) completed, up to "
                       f"t = {times[-1]:g} s", RuntimeWarning, stacklevel=3)
         return result("interrupted")
     bar.close()
     out = result("complete")
     out.attrs["xlex_wall_seconds"] = round(_time.perf_counter() - started, 3)
+    if writer is not None:
+        writer.set_status("complete")
     return out
+
+
+_RESUMED_OPTIONS = {"xlex_solver": "solver", "xlex_precision": "precision",
+                    "xlex_tolerance": "tolerance", "xlex_max_iterations": "max_iterations",
+                    "xlex_vertical_order": "vertical_order",
+                    "xlex_momentum_advection": "momentum_advection",
+                    "xlex_weno_epsilon": "weno_epsilon", "xlex_coriolis": "coriolis",
+                    "xlex_geostrophic_u": "geostrophic_u", "xlex_geostrophic_v": "geostrophic_v"}
+
+
+def resume(path, duration=None, *, progress=True) -> xr.Dataset:
+    """Continue a run streamed to ``path`` from its last complete record.
+
+    The options (dt, output interval, solver, precision, schemes) are read from
+    the file; new records are appended to it. On CPU the records are bit for bit
+    those of an uninterrupted run.
+
+    Parameters
+    ----------
+    path : str or Path
+        A store written by ``integrate(..., store=path)``.
+    duration : float or str, optional
+        How much longer to run; default: what remains of the duration the run
+        was started with.
+
+    Returns
+    -------
+    xarray.Dataset
+        Every complete record in the store, the old and the new.
+    """
+    n = complete_records(path)
+    done = open_store(path, records=[n - 1] if n else [])
+    attrs = done.attrs
+    missing = [k for k in ("xlex_dt", "xlex_output_every", "xlex_duration") if k not in attrs]
+    if missing:
+        raise XlexError(f"{str(path)!r} was not written by xlex integrate(store=...): it lacks "
+                        f"the attributes {missing}")
+    if done.sizes.get("time", 0) == 0:
+        raise XlexError(f"{str(path)!r} holds no complete record to resume from")
+    t_last = float(done["time"].values[-1])
+    if duration is None:
+        t_start = float(attrs.get("xlex_start_time", 0.0))
+        remaining = t_start + float(attrs["xlex_duration"]) - t_last
+        if remaining <= 1e-9:
+            return open_store(path)
+        duration = remaining
+    options = {new: attrs[old] for old, new in _RESUMED_OPTIONS.items() if old in attrs}
+    options = {k: (v.item() if hasattr(v, "item") else v) for k, v in options.items()}
+    integrate(done, duration, dt=float(attrs["xlex_dt"]),
+              output_every=float(attrs["xlex_output_every"]), progress=progress, store=path,
+              _append_at=n, **options)
+    return open_store(path)
 
 
 def _locate_blow_up(state, bad, inputs):
@@ -179,4 +252,4 @@ def _locate_blow_up(state, bad, inputs):
     return name, where
 
 
-__all__ = ["integrate", "courant_number", "COURANT_LIMIT", "XlexError"]
+__all__ = ["integrate", "resume", "courant_number", "COURANT_LIMIT"]
