@@ -287,17 +287,24 @@ def test_blow_up_keeps_the_records_before_it(ds5, monkeypatch):
 
 
 def test_blow_up_in_an_ensemble_member(ds5, monkeypatch):
+    # th warms by 1 K a step; qv turns NaN where th passes 301.5 K everywhere: member 1
+    # (0.7 K warmer) after the first step, member 0 only after the second
     def update(s):
-        return dataclasses.replace(s, qv=jnp.where(jnp.max(s.th) > 302.0, jnp.nan, s.qv))
+        th = s.th + 1.0
+        return dataclasses.replace(s, th=th, qv=jnp.where(jnp.min(th) > 301.5, jnp.nan, s.qv))
 
     monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(update))
-    ens = xr.concat([ds5, ds5], dim="member", data_vars=list(ALL_FIELDS), coords="minimal",
+    warm = ds5.assign(th=ds5["th"] + 0.7)
+    ens = xr.concat([ds5, warm], dim="member", data_vars=list(ALL_FIELDS), coords="minimal",
                     compat="override", join="exact")
     with pytest.raises(BlowUpError) as info:
-        integrate(ens, "40s", output_every="20s")
-    assert info.value.variable == "qv"
-    assert info.value.time == 20.0
-    assert info.value.outputs["th"].dims == ("time", "member", "zh", "yh", "xh")
+        integrate(ens, "60s", output_every="20s")
+    err = info.value
+    assert err.variable == "qv"
+    assert err.time == 20.0
+    assert "qv" in str(err)
+    assert err.outputs["th"].dims == ("time", "member", "zh", "yh", "xh")
+    np.testing.assert_array_equal(err.outputs["time"].values, [0.0])
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from xlex.config import ModelConfig
 from xlex.errors import BlowUpError, CFLError, XlexError

@@ -91,10 +91,10 @@ def fft_tridiagonal_preconditioner(coef: EllipticCoefficients, grid: Grid):
                   + cy[None, None, :] * eig_y[:, None, None])  # (ny, nxh, nz)
     lower = -cz[:-1] / grid.dz ** 2  # coupling to k - 1 (zero at k = 0)
     upper = -cz[1:] / grid.dz ** 2   # coupling to k + 1 (zero at k = nz - 1)
-    diag = horizontal + (cz[:-1] + cz[1:]) / grid.dz ** 2
+    diag = horizontal + ((cz[:-1] + cz[1:]) / grid.dz ** 2)[None, None, :]
     shape = horizontal.shape
-    dl = jnp.broadcast_to(lower, shape)
-    du = jnp.broadcast_to(upper, shape)
+    dl = jnp.broadcast_to(lower[None, None, :], shape)
+    du = jnp.broadcast_to(upper[None, None, :], shape)
     # The horizontal-mean column is singular (constant null vector): pin level 0.
     pin = jnp.zeros(shape, bool).at[0, 0, 0].set(True)
     diag = jnp.where(pin, 1.0, diag)
@@ -105,7 +105,7 @@ def fft_tridiagonal_preconditioner(coef: EllipticCoefficients, grid: Grid):
     def apply(r):
         rh = jnp.fft.rfft2(r, axes=(-2, -1))  # (nz, ny, nxh)
         rh = jnp.moveaxis(rh, 0, -1)  # (ny, nxh, nz)
-        rh = jnp.where(mean_mode[..., None] & (jnp.arange(nz) == 0), 0.0, rh)
+        rh = jnp.where(mean_mode[..., None] & (jnp.arange(nz) == 0)[None, None, :], 0.0, rh)
         b = jnp.stack([rh.real, rh.imag], axis=-1).astype(dtype)
         x = jax.lax.linalg.tridiagonal_solve(dl, diag, du, b)
         xh = jnp.moveaxis(x[..., 0] + 1j * x[..., 1], -1, 0)

@@ -1,0 +1,144 @@
+"""SSPRK3 (four stages) as a higher-order function, and the scan driver."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xlex.stepping import SSPRK3_4_STAGES, advance, ssprk3
+
+
+class Pair(NamedTuple):
+    """A minimal state pytree: ``ssprk3`` reads the dtype from ``th``."""
+
+    th: jax.Array
+    qv: jax.Array
+
+
+def nonlinear(state, frozen):
+    """th' = -th^2 (th = 1 / (1 + t)), qv' = qv (1 - qv) (logistic)."""
+    return Pair(th=-state.th ** 2, qv=state.qv * (1.0 - state.qv))
+
+
+def exact(t, th0=1.0, qv0=0.2):
+    return th0 / (1.0 + th0 * t), qv0 * np.exp(t) / (1.0 - qv0 + qv0 * np.exp(t))
+
+
+def no_projection(star, current, weight):
+    return star, jnp.zeros((), jnp.int32)
+
+
+def integrate(dt, t_end, tendency=nonlinear, start=None):
+    start = start or Pair(th=jnp.ones(3), qv=jnp.full(3, 0.2))
+    step = ssprk3(tendency, no_projection, dt)
+    n = int(round(t_end / dt))
+    final, info = jax.jit(lambda s: advance(step, s, n))(start)
+    assert info.shape == (n, 4)
+    return final
+
+
+def test_ssprk3_is_third_order_on_a_nonlinear_ode():
+    t_end = 2.0
+    dts = np.array([0.2, 0.1, 0.05, 0.025, 0.0125])
+    errors = []
+    for dt in dts:
+        final = integrate(dt, t_end)
+        th, qv = exact(t_end)
+        errors.append(max(abs(float(final.th[0]) - th), abs(float(final.qv[0]) - qv)))
+    slope = np.polyfit(np.log(dts), np.log(errors), 1)[0]
+    assert 2.8 <= slope <= 3.3, (slope, errors)
+    assert errors[-1] < 1e-6
+
+
+def test_ssprk3_is_third_order_on_a_rotation():
+    """y'' = -y as a first-order system (the linear stability polynomial of
+    SSPRK3(4) is 1 + z + z^2/2 + z^3/6 + z^4/48)."""
+    def rotation(state, frozen):
+        return Pair(th=-state.qv, qv=state.th)
+
+    t_end = 3.0
+    dts = np.array([0.3, 0.15, 0.075, 0.0375])
+    errors = []
+    for dt in dts:
+        final = integrate(dt, t_end, rotation, Pair(th=jnp.ones(()), qv=jnp.zeros(())))
+        errors.append(np.hypot(float(final.th) - np.cos(t_end), float(final.qv) - np.sin(t_end)))
+    slope = np.polyfit(np.log(dts), np.log(errors), 1)[0]
+    assert 2.8 <= slope <= 3.3, (slope, errors)
+    # one step on the linear test equation y' = lambda y is the stability polynomial
+    lam, dt = -1.7, 0.9
+    step = ssprk3(lambda s, f: Pair(th=lam * s.th, qv=lam * s.qv), no_projection, dt)
+    out, _ = step(Pair(th=jnp.ones(()), qv=jnp.ones(())))
+    z = lam * dt
+    assert abs(float(out.th) - (1 + z + z ** 2 / 2 + z ** 3 / 6 + z ** 4 / 48)) < 1e-14
+
+
+def test_ssprk3_is_ssp_with_coefficient_two():
+    """Forward Euler with dt/2 is monotone for th' = -k th when k dt/2 <= 1; then
+    SSPRK3(4) with dt (CFL coefficient 2) is too: no sign change, no growth."""
+    k = 1.0
+    dt = 2.0 / k  # the SSP limit
+    step = ssprk3(lambda s, f: Pair(th=-k * s.th, qv=-k * s.qv), no_projection, dt)
+    out, _ = step(Pair(th=jnp.ones(()), qv=jnp.ones(())))
+    assert 0.0 <= float(out.th) <= 1.0
+
+
+def test_stages_pass_their_weights_and_the_frozen_state_to_the_callbacks():
+    dt = 0.6
+    seen = []
+
+    def tendency(state, frozen):
+        seen.append(frozen)
+        return Pair(th=frozen * jnp.ones_like(state.th), qv=jnp.zeros_like(state.qv))
+
+    def project(star, current, weight):
+        return star, weight
+
+    step = ssprk3(tendency, project, dt, prepare_fn=lambda s: 2.0 * s.th)
+    out, weights = jax.jit(step)(Pair(th=jnp.asarray(1.5), qv=jnp.asarray(0.0)))
+    expected = [b * dt / 2 for _, b in SSPRK3_4_STAGES]
+    np.testing.assert_allclose(np.asarray(weights), expected, rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(weights), [dt / 2, dt / 2, dt / 6, dt / 2],
+                               rtol=1e-15)
+    # th' = 3 (frozen at the start of the step, constant over the stages)
+    assert abs(float(out.th) - (1.5 + 3.0 * dt)) < 1e-14
+    assert len(seen) == 1  # one traced stage body, scanned four times
+
+
+def test_projection_is_applied_after_every_stage():
+    """A projection that enforces th + qv = 1 (removing the mean of the
+    violation) keeps the constraint exactly whatever the tendency does."""
+    def tendency(state, frozen):
+        return Pair(th=jnp.sin(state.qv) + 1.0, qv=state.th ** 2)
+
+    calls = []
+
+    def project(star, current, weight):
+        excess = 0.5 * (star.th + star.qv - 1.0)
+        calls.append(weight)
+        return Pair(th=star.th - excess, qv=star.qv - excess), jnp.sum(jnp.abs(excess) > 0)
+
+    step = ssprk3(tendency, project, 0.1)
+    final, info = jax.jit(lambda s: advance(step, s, 7))(Pair(th=jnp.full(4, 0.3),
+                                                             qv=jnp.full(4, 0.7)))
+    np.testing.assert_allclose(np.asarray(final.th + final.qv), 1.0, rtol=0, atol=1e-14)
+    assert info.shape == (7, 4) and int(jnp.min(info)) == 4  # every stage had work to do
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_step_keeps_the_state_dtype(dtype):
+    step = ssprk3(nonlinear, no_projection, 0.1)
+    out, _ = jax.jit(step)(Pair(th=jnp.ones(2, dtype), qv=jnp.full(2, 0.2, dtype)))
+    assert out.th.dtype == dtype and out.qv.dtype == dtype
+
+
+def test_advance_matches_repeated_steps():
+    step = ssprk3(nonlinear, no_projection, 0.05)
+    start = Pair(th=jnp.ones(2), qv=jnp.full(2, 0.2))
+    scanned, _ = jax.jit(lambda s: advance(step, s, 5))(start)
+    state = start
+    for _ in range(5):
+        state, _ = step(state)
+    np.testing.assert_allclose(np.asarray(scanned.th), np.asarray(state.th), rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(scanned.qv), np.asarray(state.qv), rtol=1e-14)
