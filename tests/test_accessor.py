@@ -19,24 +19,13 @@ import xlex
 import xlex.driver
 from xlex.errors import BlowUpError
 
-#: The pressure solver's FFT-tridiagonal preconditioner relies on implicit rank
-#: promotion (xlex/dynamics/pressure.py: ``horizontal + (cz[:-1] + cz[1:]) / dz**2`` and
-#: ``mean_mode[..., None] & (jnp.arange(nz) == 0)``), which conftest forbids; every
-#: integration here is therefore wrapped in this context so that the tests check the
-#: xarray edge. test_integrate_under_strict_rank_promotion (xfail, strict) tracks the
-#: bug: when it passes, drop this wrapper.
-def core():
-    return jax.numpy_rank_promotion("allow")
-
-
 RUN = dict(dt=20.0, output_every="1min", progress=False, precision="float64")
 PROGNOSTIC = ("u", "v", "w", "th", "qv", "pipert")
 ALL_FIELDS = PROGNOSTIC + ("thpert", "qvpert", "thrho")
 
 
 def integrate(ds, duration="2min", **kwargs):
-    with core():
-        return ds.lex.integrate(duration, **{**RUN, **kwargs})
+    return ds.lex.integrate(duration, **{**RUN, **kwargs})
 
 
 def assert_fields_close(a, b, atol, names=ALL_FIELDS):
@@ -368,18 +357,6 @@ def test_no_warnings_from_a_clean_run(ds5, monkeypatch):
         warnings.simplefilter("error")
         out = integrate(ds5, "40s", output_every="20s")
     assert out.attrs["xlex_status"] == "complete"
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "xlex/dynamics/pressure.py fft_tridiagonal_preconditioner relies on implicit rank "
-    "promotion: line 94 'horizontal + (cz[:-1] + cz[1:]) / grid.dz ** 2' adds (ny, nx//2+1, "
-    "nz) and (nz,), line 108 'mean_mode[..., None] & (jnp.arange(nz) == 0)' does "
-    "(ny, nx//2+1, 1) & (nz,); with jax_numpy_rank_promotion='raise' (tests/conftest.py) "
-    "every integrate, `xlex run` and `xlex bench` fails with ValueError 'Operands could not "
-    "be broadcast together for add on shapes (12, 7, 6) (6,)'"))
-def test_integrate_under_strict_rank_promotion(ds5):
-    assert jax.config.jax_numpy_rank_promotion == "raise"
-    ds5.lex.integrate(20.0, dt=20.0, output_every=20.0, progress=False)
 
 
 # --------------------------------------------------------------------------- diagnostics

@@ -9,7 +9,7 @@ from xlex.errors import OptionError, OptionTypeError
 
 PRECISIONS = ("float32", "float64")
 SOLVERS = ("pcg", "bicgstab")
-SGS_SCHEMES = ("none",)
+SGS_SCHEMES = ("none", "smagorinsky")
 MOMENTUM_SCHEMES = ("weno5", "upwind5")
 
 #: Default relative residual of the pressure solve, by precision.
@@ -68,6 +68,16 @@ class ModelConfig:
         Geostrophic wind [m s-1] balancing the Coriolis force of the mean flow.
     precision : {'float32', 'float64'}
         Floating-point precision of the run.
+    sgs : {'none', 'smagorinsky'}
+        Subgrid turbulence scheme. 'none' leaves the implicit dissipation of
+        the upwind advection; 'smagorinsky' is Smagorinsky-Lilly, its eddy
+        viscosity computed once per step from the state at the step's start.
+    cs : float
+        Smagorinsky constant (0.18).
+    prandtl : float
+        Turbulent Prandtl number, K_h = K_m / prandtl (1/3, as LEX uses).
+    stability : bool
+        Include the N^2 / prandtl stability correction of the eddy viscosity.
     """
 
     solver: str = "pcg"
@@ -80,6 +90,10 @@ class ModelConfig:
     geostrophic_u: float = 0.0
     geostrophic_v: float = 0.0
     precision: str = "float32"
+    sgs: str = "none"
+    cs: float = 0.18
+    prandtl: float = 1.0 / 3.0
+    stability: bool = True
 
     def __post_init__(self):
         _check_choice("solver", self.solver, SOLVERS)
@@ -103,6 +117,12 @@ class ModelConfig:
         _check_number("weno_epsilon", self.weno_epsilon, positive=True, allow_zero=False)
         for name in ("coriolis", "geostrophic_u", "geostrophic_v"):
             _check_number(name, getattr(self, name))
+        _check_choice("sgs", self.sgs, SGS_SCHEMES)
+        _check_number("cs", self.cs, positive=True)
+        _check_number("prandtl", self.prandtl, positive=True, allow_zero=False)
+        if not isinstance(self.stability, bool):
+            raise OptionTypeError(f"option stability must be True or False, got "
+                                  f"{self.stability!r}")
 
     @property
     def dtype(self):
@@ -112,4 +132,5 @@ class ModelConfig:
 
     def as_attrs(self) -> dict:
         """The options as NetCDF-safe global attributes (prefixed ``xlex_``)."""
-        return {f"xlex_{k}": v for k, v in dataclasses.asdict(self).items()}
+        return {f"xlex_{k}": (int(v) if isinstance(v, bool) else v)
+                for k, v in dataclasses.asdict(self).items()}

@@ -5,6 +5,7 @@ This is the edge behind ``ds.lex.integrate``: the core never sees xarray.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time as _time
 import warnings
@@ -16,10 +17,10 @@ import xarray as xr
 from tqdm import tqdm
 
 from xlex.config import ModelConfig
-from xlex.errors import BlowUpError, CFLError, XlexError
+from xlex.errors import BlowUpError, CFLError, OptionTypeError, XlexError
 from xlex.io.convert import dataset_to_inputs, states_to_dataset
 from xlex.io.store import NetCDFStore, check_target, complete_records, open_store
-from xlex.model import make_step
+from xlex.model import make_step, sgs_coefficients
 from xlex.state import BaseState, State
 from xlex.stepping import advance
 from xlex.timeparse import to_seconds, whole_multiple
@@ -61,6 +62,11 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     every_s = to_seconds(output_every, "output_every")
     n_outputs = whole_multiple(duration_s, every_s, "duration", "output_every")
     steps_per_output = whole_multiple(every_s, dt_s, "output_every", "dt")
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise OptionTypeError(f"unknown option(s) {unknown} for integrate; the model options "
+                              f"are {sorted(known)}")
     config = ModelConfig(solver=solver, precision=precision, **options)
     inputs = dataset_to_inputs(ds)
     grid = inputs.grid
@@ -90,13 +96,15 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         lambda a: jnp.asarray(a.reshape((flat,) + a.shape[len(batch_shape):]) if flat else a,
                               dtype), state)
     step = make_step(grid, base, config, dt_s)
+    eddy = sgs_coefficients(grid, config)
 
     def chunk(s):
         s, its = advance(step, s, steps_per_output)
         finite = jnp.stack([jnp.all(jnp.isfinite(getattr(s, n)))
                             for n in ("u", "v", "w", "th", "qv", "pi")])
         cfl = courant_number(s.u, s.v, s.w, grid, dt_s, jnp)
-        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl
+        k = eddy(s) if eddy is not None else None
+        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl, k
 
     if flat:
         chunk = jax.vmap(chunk)
@@ -106,7 +114,16 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         return {k: np.asarray(getattr(s, k)).reshape(batch_shape + getattr(s, k).shape[
             1 if flat else 0:]) for k in ("u", "v", "w", "th", "qv", "pi")}
 
-    records = [snapshot(state)]
+    def eddy_snapshot(k):
+        if k is None:
+            return {}
+        return {n: np.asarray(getattr(k, n)).reshape(batch_shape + k.km.shape[
+            1 if flat else 0:]) for n in ("km", "kh")}
+
+    k0 = None
+    if eddy is not None:
+        k0 = (jax.jit(jax.vmap(eddy)) if flat else jax.jit(eddy))(state)
+    records = [snapshot(state) | eddy_snapshot(k0)]
     iterations = [np.zeros(batch_shape)]
     times = [inputs.time]
     attrs = dict(ds.attrs)
@@ -116,14 +133,17 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
 
     def result(status, first=0):
         fields = {k: np.stack([r[k] for r in records[first:]]) for k in records[0]}
-        out = states_to_dataset(
+        lead = ("time",) + tuple(inputs.batch_dims)
+        extra = {"pressure_iterations": (lead, np.stack(iterations[first:]),
+                                         {"units": "1", "long_name": "mean pressure-solver "
+                                          "iterations per solve since the previous output"})}
+        for name, long_name in (("km", "eddy viscosity"), ("kh", "eddy diffusivity")):
+            if name in fields:
+                extra[name] = (lead + ("zh", "yh", "xh"), fields.pop(name),
+                               {"units": "m2 s-1", "long_name": f"subgrid {long_name}"})
+        return states_to_dataset(
             fields, inputs.base, inputs.coords, np.asarray(times[first:]),
-            batch_dims=inputs.batch_dims, attrs={**attrs, "xlex_status": status},
-            extra={"pressure_iterations": (("time",) + tuple(inputs.batch_dims),
-                                           np.stack(iterations[first:]),
-                                           {"units": "1", "long_name": "mean pressure-solver "
-                                            "iterations per solve since the previous output"})})
-        return out
+            batch_dims=inputs.batch_dims, attrs={**attrs, "xlex_status": status}, extra=extra)
 
     writer = None
     if store is not None:
@@ -136,7 +156,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
     started = _time.perf_counter()
     try:
         for k in range(n_outputs):
-            new, mean_its, max_its, finite, cfl = chunk(state)
+            new, mean_its, max_its, finite, cfl, eddy_now = chunk(state)
             finite = np.asarray(finite)
             t_now = inputs.time + (k + 1) * every_s
             cfl_value = float(np.max(np.asarray(cfl)))
@@ -162,7 +182,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
                               f"before t = {t_now:g} s; the divergence may be above tolerance",
                               RuntimeWarning, stacklevel=3)
             state = new
-            records.append(snapshot(state))
+            records.append(snapshot(state) | eddy_snapshot(eddy_now))
             iterations.append(np.asarray(mean_its).reshape(batch_shape))
             times.append(t_now)
             if writer is not None:

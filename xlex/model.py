@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
+
 from xlex import thermo
 from xlex.config import ModelConfig
 from xlex.dynamics import pressure
 from xlex.dynamics.tendencies import dynamics_tendency
 from xlex.grid import Grid
+from xlex.physics import smagorinsky
 from xlex.state import BaseState, State
 from xlex.stepping import ssprk3
 
@@ -35,7 +39,21 @@ def make_step(grid: Grid, base: BaseState, config: ModelConfig, dt: float):
     is closed over as constants.
     """
 
-    def tendency(state, frozen):
-        return dynamics_tendency(state, base, grid, config)
+    prepare = sgs_coefficients(grid, config)
 
-    return ssprk3(tendency, make_projection(grid, base, config), dt)
+    def tendency(state, frozen):
+        total = dynamics_tendency(state, base, grid, config)
+        if frozen is not None:
+            total = jax.tree.map(jnp.add, total,
+                                 smagorinsky.subgrid_tendency(state, frozen, base, grid))
+        return total
+
+    return ssprk3(tendency, make_projection(grid, base, config), dt, prepare)
+
+
+def sgs_coefficients(grid: Grid, config: ModelConfig):
+    """``state -> EddyDiffusivity`` of the configured subgrid scheme, or None."""
+    if config.sgs == "smagorinsky":
+        return lambda state: smagorinsky.smagorinsky_viscosity(
+            state, grid, cs=config.cs, prandtl=config.prandtl, stability=config.stability)
+    return None
