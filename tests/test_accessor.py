@@ -296,10 +296,6 @@ def test_blow_up_in_an_ensemble_member(ds5, monkeypatch):
     np.testing.assert_array_equal(err.outputs["time"].values, [0.0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex/driver.py _locate_blow_up: when the run is stopped by the CFL limit (no NaN), "
-    "the variable is hard-coded to 'w' and the location is the argmax of |w|, even when u "
-    "or v break the limit (here w stays 0, so it points at index 0)"))
 def test_cfl_blow_up_names_the_fast_variable(ds5, monkeypatch):
     # u grows by 100 m/s a step: Courant 1.0 after one 20 s step on 2 km cells, 2.0 after two
     def update(s):

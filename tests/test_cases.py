@@ -121,9 +121,7 @@ def test_non_default_covers_the_signature():
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=(
-        "xlex/io/cases.py warm_bubble: the domain lengths x_length/y_length/z_length are "
-        "not recorded in the global attributes (no case_x_length etc.)")))
+    pytest.param(n)
     if n in NOT_RECORDED else n
     for n in NON_DEFAULT
 ])
@@ -293,10 +291,6 @@ def test_spacing_that_does_not_divide_the_domain():
     assert "700" in message and "24000" in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex/io/cases.py _cells: the message for a spacing that does not divide the domain "
-    "says 'the domain length in x (24000 m) is not a whole number of cells of 700 m' "
-    "without naming the option (dx) the user has to change"))
 def test_spacing_that_does_not_divide_the_domain_names_the_option():
     with pytest.raises(OptionError, match="dx"):
         xlex.cases.warm_bubble(dx=700.0)

@@ -6,7 +6,6 @@ import json
 import shutil
 import warnings
 
-import jax
 import pytest
 import xarray as xr
 
@@ -124,11 +123,6 @@ def test_compare_figures_prefix(runs, tmp_path, capsys):
     assert (tmp_path / "fig_w_metrics.png").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex compare on a run with fewer than 11 levels (here 12 x 12 x 6 cells) exits with "
-    "'the xz section of thpert (6 x 12 points) is smaller than the 11 x 11 MS-SSIM window' "
-    "(DatasetError from xlex/compare.py ms_ssim via plot.metric_table) instead of printing "
-    "R and MSE with MS-SSIM left out"))
 def test_compare_small_grid(runs, capsys):
     nc = runs["folder"] / "coarse.nc"
     code = cli.main(["compare", str(nc), str(nc), "--var", "thpert",
@@ -202,10 +196,6 @@ def test_user_errors_exit_2_without_traceback(tmp_path, capsys, argv, words):
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex/bench.py parse_size raises a bare ValueError, which xlex/cli.py main does not "
-    "catch (it catches XlexError only): `xlex bench --sizes 12x12` ends in a traceback "
-    "instead of exit code 2"))
 def test_bench_bad_size_exits_2(capsys):
     code = cli.main(["bench", "--sizes", "12x12", "--steps", "1"])
     assert code == 2

@@ -199,11 +199,6 @@ def test_empty_time_axis(ds):
     fails(ds.isel(time=slice(0, 0)), DatasetError, "time")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex/io/convert.py _uniform_spacing: NaN coordinate values pass the uniform-spacing "
-    "and staggering checks (NaN comparisons are False); the failure then comes from Grid "
-    "as OptionError 'Grid dx must be a positive spacing in metres, got nan', which does "
-    "not name the coordinate xh"))
 def test_nan_in_a_coordinate(ds):
     values = ds["xh"].values.copy()
     values[3] = np.nan
@@ -222,11 +217,7 @@ def suggested_dt(message):
 @pytest.mark.parametrize("u, v", [
     (50.0, 0.0),
     (37.0, 11.0),
-    pytest.param(2.592, 0.0, marks=pytest.mark.xfail(strict=True, reason=(
-        "xlex/driver.py integrate: the suggested dt is floor(safe * 1000) / 1000 printed "
-        "with ':g' (6 significant digits), which rounds UP for dt >= 1000 s: with "
-        "u = 2.592 m/s on 2 km cells the limit is 1234.5679 s but the message says "
-        "'use dt <= 1234.57 s', and that dt fails the same check"))),
+    pytest.param(2.592, 0.0),
 ])
 def test_cfl_suggests_a_dt_that_passes(ds, u, v):
     fast = ds.assign(u=xr.full_like(ds["u"], u), v=xr.full_like(ds["v"], v))
@@ -398,12 +389,6 @@ def test_ensemble_dims(ds):
     assert inputs.state["pi"].shape == (2, 6, 12, 12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex/io/convert.py dataset_to_inputs: when the prognostic fields have an ensemble dim "
-    "but pipert does not (it is diagnostic, e.g. kept from the initial Dataset), "
-    "sel['pipert'].transpose(*batch_dims, 'zh', 'yh', 'xh') raises xarray's bare "
-    "ValueError \"Dimensions {'member'} do not exist\"; the np.broadcast_to after it shows "
-    "a shared pipert was meant to be broadcast to the members"))
 def test_ensemble_of_prognostic_fields_only(ds):
     inputs = dataset_to_inputs(_ensemble(ds, ("u", "v", "w", "th", "qv")))
     assert inputs.state["pi"].shape == (2, 6, 12, 12)

@@ -356,3 +356,39 @@ def test_solve_gradient_wrt_coefficients(small_problem, solver):
     # forward mode agrees with reverse mode
     fwd = float(jax.jvp(j, (s0,), (1.0,))[1])
     assert abs(fwd - grad) < 1e-7 * abs(grad)
+
+
+ADJOINT_TOLERANCE_BUG = (
+    "core bug: pressure_solve's atol = tolerance * ||rhs|| is computed once from the primal "
+    "rhs and closed over by the `solve` that custom_linear_solve also uses for the tangent "
+    "(jvp) and adjoint (transpose) solves, so their accuracy depends on the ratio of their "
+    "right-hand side to the primal one: for a large primal rhs the derivative solves stop "
+    "early (inaccurate derivatives; exactly zero ones once tolerance * ||rhs|| exceeds the "
+    "norm of the derivative's right-hand side)")
+
+
+@pytest.mark.parametrize("scale", [
+    1e-6, 1.0,
+    pytest.param(1e6, marks=pytest.mark.xfail(strict=True, reason=ADJOINT_TOLERANCE_BUG))])
+@pytest.mark.parametrize("solver", ["pcg", "bicgstab"])
+def test_solve_derivatives_do_not_depend_on_the_rhs_scale(small_problem, solver, scale):
+    """phi is linear in rhs, so d<g, phi(r)>/dr = A^+ g whatever the size of r,
+    to the requested relative tolerance."""
+    b, thrho = small_problem
+    c = pressure.elliptic_coefficients(thrho, b.mass, b.mass_faces)
+    rhs = scale * zero_mean(rng_field(65, SMALL.shape))
+    g = zero_mean(rng_field(66, SMALL.shape))
+    tol = 1e-8
+    ref, _ = solve(g, c, SMALL, solver="pcg", tolerance=1e-13)
+
+    def j(r):
+        phi, _ = pressure.pressure_solve(r, c, SMALL, jnp.zeros(SMALL.shape), solver=solver,
+                                         tolerance=tol, max_iterations=5000)
+        return jnp.sum(g * phi)
+
+    grad = jax.jit(jax.grad(j))(rhs)
+    err = float(jnp.linalg.norm(zero_mean(grad) - ref) / jnp.linalg.norm(ref))
+    assert err < 100 * tol, ("reverse", err)
+    tangent = float(jax.jit(lambda r, t: jax.jvp(j, (r,), (t,))[1])(rhs, g))
+    exact = float(jnp.vdot(ref, g))
+    assert abs(tangent - exact) < 100 * tol * abs(exact), ("forward", tangent, exact)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from xlex import thermo
 from xlex.config import ModelConfig
 from xlex.dynamics import pressure
+from xlex.errors import OptionError
 from xlex.dynamics.tendencies import dynamics_tendency
 from xlex.grid import Grid
 from xlex.initial import moist_base_state, warm_bubble_state
@@ -30,7 +31,7 @@ def parse_size(text: str) -> tuple[int, int, int]:
     try:
         nx, ny, nz = (int(p) for p in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size {text!r} is not of the form NXxNYxNZ, e.g. 96x96x48") from None
+        raise OptionError(f"size {text!r} is not of the form NXxNYxNZ, e.g. 96x96x48") from None
     return nx, ny, nz
 
 

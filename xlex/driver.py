@@ -39,6 +39,12 @@ def courant_number(u, v, w, grid, dt, xp=np):
     return dt * xp.max(uc / grid.dx + vc / grid.dy + wc / grid.dz)
 
 
+def _floor_significant(x, digits=3):
+    """``x`` rounded down to ``digits`` significant digits (a dt that is surely safe)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+    return float(f"{math.floor(x / scale) * scale:.{digits}g}")
+
+
 def _options_attrs(config: ModelConfig, dt, duration, output_every):
     attrs = config.as_attrs()
     attrs = {k: ("none" if v is None else v) for k, v in attrs.items()}
@@ -72,11 +78,11 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     grid = inputs.grid
     courant = courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"], grid, dt_s)
     if courant > COURANT_LIMIT:
-        safe = dt_s * COURANT_LIMIT / courant
+        safe = _floor_significant(dt_s * COURANT_LIMIT / courant)
         raise CFLError(
             f"dt = {dt_s:g} s breaks the CFL limit for the initial state: the Courant number "
             f"dt (|u|/dx + |v|/dy + |w|/dz) is {courant:.3g} > {COURANT_LIMIT}; use dt <= "
-            f"{math.floor(safe * 1000) / 1000:g} s (and mind that the flow may speed up)")
+            f"{safe!r} s (and mind that the flow may speed up)")
 
     with jax.enable_x64(config.precision == "float64"):
         return _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output,
@@ -169,7 +175,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
                            f"{t_now:g} s: " + (f"non-finite values in {variable} near {where}"
                                                if bad else
                                                f"Courant number {cfl_value:.3g} exceeds "
-                                               f"{COURANT_LIMIT} ({variable} largest near "
+                                               f"{COURANT_LIMIT} (largest in {variable} near "
                                                f"{where})")
                            + f"; reduce dt (now {dt_s:g} s). The {len(records)} output(s) "
                            "before it are in the error's .outputs")
@@ -263,11 +269,15 @@ def _locate_blow_up(state, bad, inputs):
         arr = np.asarray(getattr(state, "pi" if name == "pipert" else name))
         score = ~np.isfinite(arr)
     else:
-        name = "w"
-        arr = np.asarray(state.w)
-        score = np.abs(np.nan_to_num(arr))
+        # the velocity component with the largest directional Courant number
+        grid = inputs.grid
+        parts = {n: np.abs(np.asarray(getattr(state, n))) / d
+                 for n, d in (("u", grid.dx), ("v", grid.dy), ("w", grid.dz))}
+        name = max(parts, key=lambda n: parts[n].max())
+        arr = np.asarray(getattr(state, name))
+        score = parts[name]
     idx = np.unravel_index(np.argmax(score), arr.shape)
-    dims = VARIABLE_DIMS[name]
+    dims = VARIABLE_DIMS["pipert" if name == "pi" else name]
     where = {d: float(inputs.coords[d][i]) for d, i in zip(dims, idx[-3:], strict=True)}
     return name, where
 

@@ -116,8 +116,12 @@ def metric_table(a: xr.Dataset, b: xr.Dataset, var: str = "thpert") -> xr.Datase
     import warnings
 
     from xlex import compare as cmp
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="MS-SSIM")
-        ssim = cmp.ms_ssim(a, b, var)
-    return xr.Dataset({"R": cmp.correlation(a, b, var), "MSE": cmp.mse(a, b, var),
-                       "MS-SSIM": ssim.reset_coords(drop=True)})
+    r = cmp.correlation(a, b, var)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="MS-SSIM")
+            ssim = cmp.ms_ssim(a, b, var).reset_coords(drop=True)
+    except DatasetError as err:  # a section smaller than one SSIM window
+        warnings.warn(f"MS-SSIM left out: {err}", UserWarning, stacklevel=2)
+        ssim = xr.full_like(r, np.nan)
+    return xr.Dataset({"R": r, "MSE": cmp.mse(a, b, var), "MS-SSIM": ssim})

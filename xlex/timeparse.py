@@ -23,18 +23,25 @@ def to_seconds(value, name: str) -> float:
         raise OptionTypeError(f"{name} must be a duration (seconds or a string like '20min'), "
                               f"got {value!r}")
     if isinstance(value, np.timedelta64):
-        seconds = value / np.timedelta64(1, "s")
+        try:
+            seconds = float(value / np.timedelta64(1, "s"))
+        except TypeError:
+            raise OptionError(f"{name}={value!r} has a calendar unit (months or years) with no "
+                              "fixed length; give seconds or e.g. '30d'") from None
     elif isinstance(value, (int, float, np.integer, np.floating)):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
-        pos, seconds = 0, 0.0
+        pos, seconds, tokens = 0, 0.0, 0
         if not text:
             raise OptionError(f"{name} is an empty string; give e.g. '20min' or 1200")
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             unit = m.group(2).lower() if m else None
-            if not m or (unit and unit not in _UNITS):
+            tokens += 1
+            # a bare number is allowed alone ("90"), never as part of a longer text
+            bare = m is not None and not unit and (tokens > 1 or m.end() < len(text))
+            if not m or (unit and unit not in _UNITS) or bare:
                 raise OptionError(
                     f"{name}={value!r} is not a duration I can read; write seconds (1200) or "
                     f"a number with a unit such as '20min', '90s', '1h30min'")

@@ -26,8 +26,9 @@ def _number(name, value, *, positive=True):
 def _cells(length, spacing, axis):
     n = length / spacing
     if abs(n - round(n)) > 1e-9 * n or round(n) < 1:
-        raise OptionError(f"the domain length in {axis} ({length:g} m) is not a whole number of "
-                          f"cells of {spacing:g} m ({n:.6g}); choose a spacing that divides it")
+        raise OptionError(f"d{axis}={spacing:g} m does not divide the domain length in {axis} "
+                          f"({axis}_length={length:g} m gives {n:.6g} cells); choose a spacing "
+                          "that divides it")
     return int(round(n))
 
 
@@ -115,7 +116,8 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
                   for k in ("u", "v", "w", "th", "qv", "pi")}
         base_np = {k: np.asarray(getattr(base, k)) for k in ("th0", "qv0", "pi0")}
     attrs = {"case": "warm_bubble", "case_theta_c": theta_c, "case_dx": dx, "case_dy": dy,
-             "case_dz": dz, "case_x_centre": float(x_centre), "case_y_centre": float(y_centre),
+             "case_dz": dz, "case_x_length": lengths["x_length"],
+             "case_y_length": lengths["y_length"], "case_z_length": lengths["z_length"], "case_x_centre": float(x_centre), "case_y_centre": float(y_centre),
              "case_z_centre": float(z_centre), "case_x_radius": float(x_radius),
              "case_y_radius": float(y_radius), "case_z_radius": float(z_radius),
              "case_theta0": float(theta0), "case_relative_humidity": rh,

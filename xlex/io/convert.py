@@ -50,12 +50,18 @@ class ModelInputs:
 
 def _uniform_spacing(ds, name):
     c = np.asarray(ds[name].values, dtype=np.float64)
+    if not np.isfinite(c).all():
+        raise DatasetError(f"coordinate {name!r} has NaN/Inf values; give finite coordinates "
+                           "in metres")
     if c.ndim != 1 or c.size < 2:
         raise DatasetError(f"coordinate {name!r} must be 1-D with at least 2 points, "
                            f"got shape {c.shape}")
     d = np.diff(c)
     spacing = d.mean()
-    if spacing <= 0 or np.abs(d - spacing).max() > SPACING_RTOL * abs(spacing):
+    if spacing <= 0:
+        raise DatasetError(f"coordinate {name!r} must increase (spacing {spacing:g} m); sort "
+                           f"the Dataset with ds.sortby({name!r})")
+    if np.abs(d - spacing).max() > SPACING_RTOL * abs(spacing):
         raise DatasetError(
             f"coordinate {name!r} is not uniformly spaced (spacings from {d.min():g} to "
             f"{d.max():g} m); xlex needs a uniform grid: interpolate the Dataset to one "
@@ -155,9 +161,9 @@ def dataset_to_inputs(ds: xr.Dataset) -> ModelInputs:
         state[name] = np.asarray(sel[name].transpose(*batch_dims, *VARIABLE_DIMS[name]).values,
                                  dtype=np.float64)
     if "pipert" in sel.data_vars and sel["pipert"].dims[-3:] == ("zh", "yh", "xh"):
-        state["pi"] = np.asarray(
-            sel["pipert"].transpose(*batch_dims, "zh", "yh", "xh").values, np.float64)
-        state["pi"] = np.broadcast_to(state["pi"], state["th"].shape).copy()
+        pip = sel["pipert"].broadcast_like(sel["th"])
+        state["pi"] = np.asarray(pip.transpose(*batch_dims, "zh", "yh", "xh").values,
+                                 np.float64)
     else:
         state["pi"] = np.zeros_like(state["th"])
 

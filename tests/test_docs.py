@@ -1,0 +1,44 @@
+"""The documentation builds with Sphinx, warnings treated as errors.
+
+This runs the command from ``docs/conf.py`` and ``docs/install.md``
+(``python -m sphinx -W --keep-going -b html docs <out>``) in a subprocess, into
+a temporary folder, so a docstring that Sphinx cannot parse, a broken link
+between pages or a page missing from the table of contents fails the suite.
+"""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+# The extensions docs/conf.py loads (the theme is optional: it falls back to alabaster).
+REQUIRED = {"sphinx": "sphinx", "myst_nb": "myst-nb"}
+
+
+@pytest.mark.slow
+def test_sphinx_build_has_no_warnings(tmp_path):
+    missing = [pip for module, pip in REQUIRED.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        pytest.skip(f"the docs build needs {', '.join(missing)} "
+                    f"(pip install -e '.[docs]')")
+    out = tmp_path / "html"
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
+         "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"sphinx exited with {result.returncode}\n--- stderr ---\n{result.stderr[-6000:]}"
+        f"\n--- stdout (tail) ---\n{result.stdout[-2000:]}")
+    for page in ("index", "install", "quickstart", "cases", "cm1", "running", "sgs",
+                 "training", "troubleshooting", "api", "contract", "validation",
+                 "notebooks/01_warm_bubble_vs_cm1"):
+        assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
+    api = (out / "api.html").read_text(encoding="utf-8")
+    for name in ("xlex.accessor.LexAccessor.integrate", "xlex.cases.warm_bubble",
+                 "xlex.io.cm1.open_cm1", "xlex.config.ModelConfig", "xlex.errors.BlowUpError"):
+        assert f'id="{name}"' in api, f"{name} is missing from the API reference"
