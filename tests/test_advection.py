@@ -44,7 +44,7 @@ def tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, **kw):
     return [np.asarray(t) for t in _tendencies(*args, dx, dy, dz, **kw)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def horizontal_errors(n, axis, velocity):
     """Max errors of advective tendencies of 1-D fields along a periodic axis
     carried by a uniform velocity (uniform mass, so zero divergence):
@@ -77,7 +77,7 @@ def horizontal_errors(n, axis, velocity):
             "upwind5": np.max(np.abs(cross_t + velocity * along(dmom)))}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vertical_errors(n, order, velocity):
     """As :func:`horizontal_errors` along z, with w uniform on the interior faces
     (zero on the walls) and u(z) the linearly advected wind; errors on the cells

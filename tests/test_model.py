@@ -2,7 +2,6 @@
 conservation, the discrete constraint, the rising bubble and gradients
 through the whole time step."""
 
-import contextlib
 import dataclasses
 import functools
 
@@ -21,32 +20,11 @@ from xlex.state import State
 from xlex.stepping import advance
 
 
-def _preconditioner_obeys_strict_ranks():
-    grid = Grid(nx=6, ny=6, nz=2, dx=1.0, dy=1.0, dz=1.0)
-    coef = pressure.elliptic_coefficients(jnp.ones(grid.shape), jnp.ones(2), jnp.ones(3))
-    try:
-        with jax.numpy_rank_promotion("raise"):
-            pressure.fft_tridiagonal_preconditioner(coef, grid)(jnp.ones(grid.shape))
-    except ValueError:
-        return False
-    return True
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _allow_rank_promotion_while_pcg_needs_it():
-    """solver='pcg' (the default) needs implicit rank promotion until the core bug
-    shown by test_pressure.py::test_preconditioner_under_strict_rank_promotion is
-    fixed; these tests then run strictly again without any change here."""
-    with (contextlib.nullcontext() if _preconditioner_obeys_strict_ranks()
-          else jax.numpy_rank_promotion("allow")):
-        yield
-
-
 def config(**kw):
     return ModelConfig(precision="float64", **kw)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _runner(grid, cfg, dt, n_steps):
     """One compiled integration per (grid, options, dt, length); the base state is
     an argument (a pytree), so runs on different soundings share the compilation."""
@@ -253,17 +231,9 @@ def test_warm_bubble_rises():
 # --------------------------------------------------------------------------- gradients
 
 GRAD_GRID = Grid(nx=16, ny=16, nz=8, dx=1500.0, dy=1500.0, dz=1500.0)
-ADJOINT_TOLERANCE_BUG = (
-    "core bug: pressure_solve computes the stopping threshold atol = tolerance * ||rhs|| "
-    "from the primal right-hand side and the same `solve` closure is reused by "
-    "jax.lax.custom_linear_solve for the tangent and adjoint solves, whose right-hand sides "
-    "have unrelated scales: the adjoint solve stops too early or never (CG then runs to "
-    "max_iterations past convergence and breaks down), so reverse-mode gradients through "
-    "the model are wrong (here ~2e-4 relative, or NaN under jax.jit(jax.grad)); see "
-    "test_pressure.py::test_solve_derivatives_do_not_depend_on_the_rhs_scale")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ten_step_objective():
     """sum(w^2) + sum(u v) after 10 steps (200 s) of a resolved 4 km bubble, as a
     jitted function of theta_c; pressure solves at tolerance 1e-12."""
@@ -294,7 +264,6 @@ def test_forward_derivative_through_ten_steps_matches_finite_difference():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ADJOINT_TOLERANCE_BUG)
 def test_gradient_through_ten_steps_matches_finite_difference():
     objective, jitted = ten_step_objective()
     theta_c = 2.0

@@ -86,7 +86,7 @@ def test_vertical_shear_viscosity_is_cs_delta_squared_times_shear(stability):
     """u = S z (u at the zh heights), v = w = 0, neutral dry th: K_m = (cs Delta)^2 |S|
     on every level not adjacent to a wall (there du/dz is 0 on the wall face)."""
     shear = 0.02
-    state = make_state(GRID, u=shear * zc(GRID) + 0.0 * np.ones(GRID.shape))
+    state = make_state(GRID, u=shear * zc(GRID) + np.zeros(GRID.shape))
     k = sm.smagorinsky_viscosity(state, GRID, cs=CS, prandtl=PR, stability=stability)
     expected = (CS * delta(GRID)) ** 2 * shear
     km = np.asarray(k.km)
@@ -119,7 +119,7 @@ def test_horizontal_shear_of_v_in_x():
 
 
 def test_pure_strain_viscosity():
-    """u = a x, w = -a z is non-divergent pure strain with |S|^2 = 2 (a^2 + a^2):
+    """u = a x, w = -a z is non-divergent pure strain with |S|^2 = 2 (a^2 + a^2) = 4 a^2:
     K_m = (cs Delta)^2 2 a away from the x seam (u is on west faces at x = i dx)."""
     a = 3e-3
     u = a * GRID.faces("x")[None, None, :] + np.zeros(GRID.shape)
@@ -201,15 +201,10 @@ def test_stability_uses_density_potential_temperature():
     assert np.all(np.asarray(sm.smagorinsky_viscosity(state, GRID).km) > 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG xlex/physics/smagorinsky.py:86: km = (cs delta)^2 * jnp.sqrt(jnp.maximum(s2, 0.0)) "
-    "has a NaN gradient wherever s2 <= 0 (d sqrt(0) = inf times d max = 0): jax.grad of "
-    "anything through the eddy viscosity, and hence through make_step with "
-    "sgs='smagorinsky', is NaN for any state with a cell where K_m = 0, e.g. every state at "
-    "rest or stably stratified; the gradient there is 0"))
 def test_viscosity_gradient_is_finite_where_it_vanishes():
     """With |S|^2 < N^2 / Pr everywhere, K_m is identically 0 near the state: its
-    gradient with respect to the shear is exactly 0, not NaN."""
+    gradient with respect to the shear is exactly 0, not NaN (regression: the first
+    version's jnp.sqrt(jnp.maximum(s2, 0)) gave d sqrt(0) = inf times 0 = NaN)."""
     def total_km(shear):
         state = dataclasses.replace(stratified(0.0),
                                     u=shear * jnp.asarray(zc(GRID) + np.zeros(GRID.shape)))
@@ -218,6 +213,33 @@ def test_viscosity_gradient_is_finite_where_it_vanishes():
     assert float(total_km(0.005)) == 0.0
     grad = float(jax.grad(total_km)(0.005))
     assert grad == 0.0, grad
+
+
+def test_subgrid_tendency_gradient_matches_finite_difference():
+    """d/d theta_c of the subgrid th tendency of a warm bubble at rest (K_m = 0 where
+    it is stable, > 0 where the moist base state is unstable) is finite and agrees
+    with a central difference."""
+    grid = Grid(nx=8, ny=8, nz=8, dx=500.0, dy=500.0, dz=500.0)
+    base = moist_base_state(grid)
+
+    def bubble(theta_c):
+        return warm_bubble_state(grid, base, theta_c, x_centre=2000.0, y_centre=2000.0,
+                                 z_centre=2000.0, x_radius=1500.0, y_radius=1500.0,
+                                 z_radius=1500.0)
+
+    @jax.jit
+    def objective(theta_c):
+        state = bubble(theta_c)
+        k = sm.smagorinsky_viscosity(state, grid, cs=CS, prandtl=PR)
+        return jnp.sum(sm.subgrid_tendency(state, k, base, grid).th ** 2)
+
+    km = np.asarray(sm.smagorinsky_viscosity(bubble(2.0), grid, cs=CS, prandtl=PR).km)
+    assert np.any(km == 0.0) and np.any(km > 0.0)
+    theta_c, h = 2.0, 1e-4
+    grad = float(jax.grad(objective)(theta_c))
+    fd = float((objective(theta_c + h) - objective(theta_c - h)) / (2 * h))
+    assert np.isfinite(grad) and fd != 0.0
+    assert abs(grad - fd) <= 1e-6 * abs(fd), (grad, fd)
 
 
 # --------------------------------------------------------------------------- 3. decay rates
@@ -305,9 +327,10 @@ def test_shear_and_scalar_modes_decay_over_time():
 
 
 def test_shear_mode_decays_in_the_full_model(monkeypatch):
-    """The full model (advection, buoyancy, projection) with the Smagorinsky formula
-    replaced by a constant K: a divergence-free shear u = A sin(2 pi y / Ly) in a
-    neutral uniform-mass atmosphere decays as exp(-K k_d^2 t)."""
+    """make_step (advection, buoyancy, SGS with K frozen per step, SSPRK3, projection)
+    with the Smagorinsky formula replaced by a constant K: a divergence-free shear
+    u = A sin(2 pi y / Ly) in a neutral uniform-mass atmosphere decays as
+    exp(-K k_d^2 t), and the projection has nothing to do."""
     grid, base, km, amp = DECAY_GRID, uniform_base(DECAY_GRID), 40.0, 2.0
     k = constant_k(grid, km)
     calls = []
@@ -320,17 +343,45 @@ def test_shear_mode_decays_in_the_full_model(monkeypatch):
     y = grid.centres("y")[None, :, None] + np.zeros(grid.shape)
     start = make_state(grid, u=amp * np.sin(2 * np.pi * y / (grid.ny * grid.dy)))
     cfg = ModelConfig(precision="float64", sgs="smagorinsky", tolerance=1e-12, cs=0.2,
-                      prandtl=0.5, stability=False)
+                      prandtl=0.5, stability=False, max_iterations=50)
     dt, n_steps = 10.0, 150
     step = make_step(grid, base, cfg, dt)
-    final, _ = jax.jit(lambda s: advance(step, s, n_steps))(start)
+    final, its = jax.jit(lambda s: advance(step, s, n_steps))(start)
     assert calls and calls[0] == {"cs": 0.2, "prandtl": 0.5, "stability": False}
     decay = np.exp(-km * discrete_k2(grid.ny, grid.dy) * dt * n_steps)
     assert 0.2 < decay < 0.8
     np.testing.assert_allclose(np.asarray(final.u), decay * np.asarray(start.u), rtol=0,
                                atol=1e-6 * amp * decay)
-    assert float(jnp.max(jnp.abs(final.v))) < 1e-9 * amp
-    assert float(jnp.max(jnp.abs(final.w))) < 1e-9 * amp
+    for name in ("v", "w"):
+        assert float(jnp.max(jnp.abs(getattr(final, name)))) < 1e-12 * amp, name
+    assert float(jnp.max(jnp.abs(final.th - 300.0))) < 1e-10
+    assert int(jnp.max(its)) < cfg.max_iterations
+
+
+@pytest.mark.parametrize("solver, max_iterations", [("pcg", 100), ("bicgstab", 5000)])
+def test_projection_of_a_divergence_free_shear_flow_is_a_no_op(solver, max_iterations):
+    """Regression: the jitted divergence of this exactly divergence-free flow is
+    round-off with a non-zero domain sum (FMA contraction), which the singular
+    pressure operator cannot remove; before pressure_solve projected its right-hand
+    side onto the operator's range, PCG ran to max_iterations and added ~236 m/s to
+    v and w (BiCGSTAB ~4e3 m/s), and a Smagorinsky shear-flow run went NaN."""
+    grid = DECAY_GRID
+    base = moist_base_state(grid, relative_humidity=0.0)
+    y = grid.centres("y")[None, :, None]
+    u = jnp.asarray(2.0 * np.sin(2 * np.pi * y / (grid.ny * grid.dy)) + np.zeros(grid.shape))
+    zero, w = jnp.zeros(grid.shape), jnp.zeros(grid.w_shape)
+    th = jnp.broadcast_to(base.th0[:, None, None], grid.shape)
+    assert float(jnp.max(jnp.abs(pressure.mass_divergence(u, zero, w, base.mass,
+                                                          base.mass_faces, grid)))) == 0.0
+    project = jax.jit(lambda u: pressure.project(u, zero, w, th, base.mass, base.mass_faces,
+                                                 grid, 5.0, zero, solver=solver,
+                                                 tolerance=1e-10,
+                                                 max_iterations=max_iterations))
+    u_out, v_out, w_out, pi, its = project(u)
+    assert float(jnp.max(jnp.abs(w_out))) < 1e-10
+    assert float(jnp.max(jnp.abs(v_out))) < 1e-10
+    assert float(jnp.max(jnp.abs(u_out - u))) < 1e-10
+    assert int(its) < max_iterations
 
 
 # --------------------------------------------------------------------------- 4. energy
@@ -419,24 +470,26 @@ def sgs_bubble_run():
     mass, mass_faces = base.mass, base.mass_faces
     mc = mass[:, None, None]
 
-    def body(state, _):
-        state, its = step(state)
+    def body(before, _):
+        state, its = step(before)
         div = pressure.mass_divergence(state.u, state.v, state.w, mass, mass_faces, grid)
         flux = jnp.max(jnp.stack([jnp.max(jnp.abs(mc * state.u)) / grid.dx,
                                   jnp.max(jnp.abs(mc * state.v)) / grid.dy,
                                   jnp.max(jnp.abs(mass_faces[:, None, None] * state.w))
                                   / grid.dz]))
         return state, (jnp.sum(mc * state.th), jnp.sum(mc * state.qv), jnp.max(jnp.abs(div)),
-                       flux, its)
+                       flux, its, before)
 
     final, history = jax.jit(lambda s: jax.lax.scan(body, s, None, length=20))(start)
+    *history, befores = history
     history = tuple(np.asarray(h) for h in history)
+    last_start = jax.tree.map(lambda a: a[-1], befores)
     initial = (float(jnp.sum(mc * start.th)), float(jnp.sum(mc * start.qv)))
-    return grid, base, cfg, start, final, initial, history
+    return grid, base, cfg, start, final, initial, history, last_start
 
 
 def test_scalar_integrals_conserved_with_sgs(sgs_bubble_run):
-    grid, base, cfg, start, final, (th0_sum, qv0_sum), (th_sum, qv_sum, *_) = sgs_bubble_run
+    grid, base, cfg, start, final, (th0_sum, qv0_sum), (th_sum, qv_sum, *_), _ = sgs_bubble_run
     # the subgrid mixing is really active on this flow
     k = sm.smagorinsky_viscosity(final, grid, cs=cfg.cs, prandtl=cfg.prandtl)
     tend = sm.subgrid_tendency(final, k, base, grid)
@@ -452,16 +505,17 @@ def test_scalar_integrals_conserved_with_sgs(sgs_bubble_run):
 
 
 def test_divergence_at_solver_tolerance_with_sgs(sgs_bubble_run):
-    *_, (_, _, div, flux, its) = sgs_bubble_run
+    *_, (_, _, div, flux, its), _ = sgs_bubble_run
     assert np.all(flux > 0)
     assert np.all(div <= 10 * BUBBLE_TOL * flux), div / flux
     assert np.all(its > 0) and np.all(its < 500)
 
 
 def test_viscosity_is_frozen_over_the_stages(sgs_bubble_run):
-    """One model step equals SSPRK3(4) with K from the step's initial state held over
-    the four stages, and differs from recomputing K at every stage."""
-    grid, base, cfg, _, state, *_ = sgs_bubble_run
+    """The model's last step (inside the fixture's scan) equals SSPRK3(4) with K from
+    the step's initial state held over the four stages, and differs from recomputing
+    K at every stage."""
+    grid, base, cfg, _, after, _, _, before = sgs_bubble_run
     dt = 10.0
 
     def viscosity(s):
@@ -476,9 +530,9 @@ def test_viscosity_is_frozen_over_the_stages(sgs_bubble_run):
 
     frozen = ssprk3(total, project, dt, viscosity)
     restaged = ssprk3(lambda s, _: total(s, viscosity(s)), project, dt, None)
-    model = make_step(grid, base, cfg, dt)
-    out = {name: jax.jit(f)(state)[0] for name, f in
-           (("model", model), ("frozen", frozen), ("restaged", restaged))}
+    out = {name: jax.jit(f)(before)[0] for name, f in
+           (("frozen", frozen), ("restaged", restaged))}
+    out["model"] = after
     scale = float(jnp.max(jnp.abs(out["model"].w)))
     same = float(jnp.max(jnp.abs(out["model"].w - out["frozen"].w)))
     other = float(jnp.max(jnp.abs(out["model"].w - out["restaged"].w)))
@@ -521,22 +575,20 @@ def test_smagorinsky_bubble_rises_more_slowly():
     assert w_smag > 5.0  # slowed, not stopped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG xlex/driver.py:206-211: _RESUMED_OPTIONS lacks xlex_sgs, xlex_cs, xlex_prandtl and "
-    "xlex_stability, so xlex.resume continues a Smagorinsky run with sgs='none' (its km/kh "
-    "records are NaN and the states differ from the uninterrupted run); note that "
-    "as_attrs stores stability as an int, which ModelConfig rejects, so the fix must map it "
-    "back to bool"))
 def test_resume_keeps_the_subgrid_scheme(tmp_path):
-    ds0 = xlex.cases.warm_bubble(theta_c=5.0, dx=2000.0, dz=2000.0)
+    """Regression: resume used to drop sgs, cs, prandtl and stability (it continued
+    with sgs='none' and NaN km/kh); stability comes back from an int attribute."""
+    ds0 = xlex.cases.warm_bubble(theta_c=5.0, dx=4000.0, dz=2000.0, x_radius=4000.0,
+                                 y_radius=4000.0, z_radius=4000.0)
     kw = dict(dt=20.0, output_every=20.0, precision="float64", progress=False,
-              sgs="smagorinsky", cs=0.2)
+              sgs="smagorinsky", cs=0.2, prandtl=0.5, stability=False)
     whole = ds0.lex.integrate(40.0, **kw)
     path = tmp_path / "run.nc"
     ds0.lex.integrate(20.0, store=path, **kw)
     resumed = xlex.resume(path, 20.0, progress=False)
     assert resumed.sizes["time"] == 3
     assert np.all(np.isfinite(resumed["km"].values))
+    np.testing.assert_allclose(resumed["kh"].values, resumed["km"].values / 0.5, rtol=1e-12)
     for name in ("th", "w", "km"):
         np.testing.assert_allclose(resumed[name].values, whole[name].values, rtol=1e-10,
                                    atol=1e-12)

@@ -160,7 +160,7 @@ def test_store_records_the_run_options(streamed):
         assert attrs["xlex_solver"] == "pcg"
         assert attrs["xlex_status"] == "complete"
         assert attrs["case"] == "warm_bubble"
-        for key, value in xlex.ModelConfig(precision="float64").as_attrs().items():
+        for key in xlex.ModelConfig(precision="float64").as_attrs():
             assert key in attrs, key
         # every attribute of the returned Dataset but the wall time is in the file
         for key, value in out.attrs.items():
@@ -277,10 +277,6 @@ def test_store_folder_must_exist(ds0, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "xlex/io/store.py check_target: `Path(path)` on a store that is not a path (e.g. "
-    "store=123 or a list) raises a bare TypeError ('expected str, bytes or os.PathLike "
-    "object, not int') instead of an OptionTypeError naming the store option"))
 @pytest.mark.parametrize("store", [123, ["out.nc"]])
 def test_store_of_the_wrong_type(ds0, monkeypatch, store):
     monkeypatch.setattr(xlex.driver, "make_step", no_compile)
@@ -373,11 +369,6 @@ def test_resume_restores_the_run_options(ds0, tmp_path, monkeypatch):
     assert again.precision == "float64" and again.solver == "bicgstab"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "xlex/driver.py _RESUMED_OPTIONS lists the options resume reads back from the store, "
-    "but not the subgrid options sgs, cs, prandtl, stability (new in xlex/config.py): a "
-    "resumed Smagorinsky run continues without the subgrid scheme (and 'stability', "
-    "written as an integer attribute, would also need converting back to bool)"))
 def test_resume_restores_the_subgrid_options(ds0, tmp_path, monkeypatch):
     fields = {f.name for f in dataclasses.fields(xlex.ModelConfig)}
     if "sgs" not in fields:
@@ -414,11 +405,6 @@ def test_resume_refuses_a_store_without_a_complete_record(copy_of, monkeypatch):
         xlex.resume(copy_of, progress=False)
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason=(
-    "xlex/driver.py resume calls xlex/io/store.py complete_records first, which opens a "
-    "missing path with netCDF4 and raises a bare FileNotFoundError (open_store raises one "
-    "too), not an XlexError; so `xlex run --resume missing.nc` ends in a traceback "
-    "(see test_cli_resume_of_a_missing_file)"))
 def test_resume_of_a_missing_file(tmp_path):
     with pytest.raises(XlexError, match="missing.nc"):
         xlex.resume(tmp_path / "missing.nc", progress=False)
@@ -577,13 +563,6 @@ READER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=(
-    "xlex/io/store.py NetCDFStore.append / set_status open the store with netCDF4 in "
-    "'a' mode; HDF5 file locking makes that fail with 'OSError: [Errno -101] NetCDF: HDF "
-    "error' while another process holds the file open for reading (xr.open_dataset, as "
-    "the module docstring invites 'at any time'), so the run dies mid-way with an error "
-    "that is not an XlexError. Setting HDF5_USE_FILE_LOCKING=FALSE before HDF5 is "
-    "initialised, or retrying, avoids it"))
 def test_a_reader_holding_the_store_open_does_not_break_the_run(ds0, tmp_path,
                                                                 monkeypatch):
     monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
@@ -717,6 +696,8 @@ def test_ctrl_c_keeps_the_store_and_resume_finishes_it(ds0, tmp_path, monkeypatc
 # --------------------------------------------------------------------------- the command
 
 
+# the CLI's default float32 pcg solve stalls above its 1e-5 tolerance on this coarse grid
+@pytest.mark.filterwarnings("ignore:the pressure solve hit max_iterations:RuntimeWarning")
 def test_cli_run_streams_and_resumes(tmp_path):
     f = tmp_path / "cli.nc"
     code, out, err = run_main(["run", "--dx", "2000", "--duration", "2min", "--dt", "20",
@@ -760,10 +741,6 @@ def test_cli_output_must_be_netcdf(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason=(
-    "xlex/cli.py main catches XlexError only, and xlex.resume raises a bare "
-    "FileNotFoundError for a missing store (xlex/io/store.py complete_records): "
-    "`xlex run --resume missing.nc` ends in a traceback instead of exit code 2"))
 def test_cli_resume_of_a_missing_file(tmp_path, capsys):
     code = cli.main(["run", "--resume", str(tmp_path / "missing.nc"), "--no-progress"])
     assert code == 2

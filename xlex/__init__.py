@@ -3,6 +3,12 @@
 Importing xlex registers the ``ds.lex`` Dataset accessor.
 """
 
+import os as _os
+
+# Streamed stores are appended to while notebooks read them: HDF5's file locks
+# would make either side fail, so (unless the user chose) they are off.
+_os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+
 __version__ = "0.1.0"
 
 from xlex import accessor as _accessor  # noqa: E402,F401  (registers ds.lex)

@@ -44,7 +44,7 @@ class LexAccessor:
             NetCDF file (``.nc``) to which every output record is written and
             flushed as soon as it is computed, so that after a crash, a kill or
             Ctrl-C the file holds every completed record; continue it with
-            :func:`xlex.resume`.
+            :func:`xlex.driver.resume`.
         overwrite : bool
             Replace an existing ``store``; without it an existing file is an error.
         **options

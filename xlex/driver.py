@@ -9,6 +9,7 @@ import dataclasses
 import math
 import time as _time
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -19,20 +20,20 @@ from tqdm import tqdm
 from xlex.config import ModelConfig
 from xlex.errors import BlowUpError, CFLError, OptionTypeError, XlexError
 from xlex.io.convert import dataset_to_inputs, states_to_dataset
-from xlex.io.store import NetCDFStore, check_target, complete_records, open_store
+from xlex.io.store import NetCDFStore, StoreError, check_target, complete_records, open_store
 from xlex.model import make_step, sgs_coefficients
 from xlex.state import BaseState, State
 from xlex.stepping import advance
 from xlex.timeparse import to_seconds, whole_multiple
 
-#: Largest sum of directional Courant numbers dt (|u|/dx + |v|/dy + |w|/dz) for which
+#: Largest sum of directional Courant numbers ``dt (|u|/dx + |v|/dy + |w|/dz)`` for which
 #: SSPRK3(4) with fifth-order upwind advection is linearly stable (about 1.7 in 1-D),
 #: with a small margin.
 COURANT_LIMIT = 1.6
 
 
 def courant_number(u, v, w, grid, dt, xp=np):
-    """Largest dt (|u|/dx + |v|/dy + |w|/dz) over the domain, velocities at centres."""
+    """Largest ``dt (|u|/dx + |v|/dy + |w|/dz)`` over the domain, velocities at centres."""
     uc = 0.5 * (xp.abs(u) + xp.abs(xp.roll(u, -1, axis=-1)))
     vc = 0.5 * (xp.abs(v) + xp.abs(xp.roll(v, -1, axis=-2)))
     wc = 0.5 * (xp.abs(w[..., 1:, :, :]) + xp.abs(w[..., :-1, :, :]))
@@ -60,7 +61,8 @@ def _options_attrs(config: ModelConfig, dt, duration, output_every):
 def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
               precision="float32", progress=True, store=None, overwrite=False,
               _append_at=None, **options) -> xr.Dataset:
-    """Integrate the state in ``ds`` forward in time. See :meth:`LexAccessor.integrate`."""
+    """Integrate the state in ``ds`` forward in time. See
+    :meth:`xlex.accessor.LexAccessor.integrate`."""
     if store is not None and _append_at is None:
         store = check_target(store, overwrite)
     duration_s = to_seconds(duration, "duration")
@@ -209,12 +211,24 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
     return out
 
 
-_RESUMED_OPTIONS = {"xlex_solver": "solver", "xlex_precision": "precision",
-                    "xlex_tolerance": "tolerance", "xlex_max_iterations": "max_iterations",
-                    "xlex_vertical_order": "vertical_order",
-                    "xlex_momentum_advection": "momentum_advection",
-                    "xlex_weno_epsilon": "weno_epsilon", "xlex_coriolis": "coriolis",
-                    "xlex_geostrophic_u": "geostrophic_u", "xlex_geostrophic_v": "geostrophic_v"}
+def _options_from_attrs(attrs) -> dict:
+    """The ModelConfig options recorded as ``xlex_<name>`` attributes, typed back."""
+    options = {}
+    for field in dataclasses.fields(ModelConfig):
+        key = f"xlex_{field.name}"
+        if key not in attrs:
+            continue
+        value = attrs[key]
+        value = value.item() if hasattr(value, "item") else value
+        default = field.default
+        if isinstance(default, bool):
+            value = bool(value)
+        elif isinstance(default, int) and not isinstance(default, bool):
+            value = int(value)
+        elif value == "none" and default is None:
+            value = None
+        options[field.name] = value
+    return options
 
 
 def resume(path, duration=None, *, progress=True) -> xr.Dataset:
@@ -237,6 +251,8 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
     xarray.Dataset
         Every complete record in the store, the old and the new.
     """
+    if not Path(path).exists():
+        raise StoreError(f"no store at {str(path)!r} to resume; check the path")
     n = complete_records(path)
     done = open_store(path, records=[n - 1] if n else [])
     attrs = done.attrs
@@ -253,8 +269,7 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
         if remaining <= 1e-9:
             return open_store(path)
         duration = remaining
-    options = {new: attrs[old] for old, new in _RESUMED_OPTIONS.items() if old in attrs}
-    options = {k: (v.item() if hasattr(v, "item") else v) for k, v in options.items()}
+    options = _options_from_attrs(attrs)
     integrate(done, duration, dt=float(attrs["xlex_dt"]),
               output_every=float(attrs["xlex_output_every"]), progress=progress, store=path,
               _append_at=n, **options)

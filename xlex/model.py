@@ -18,7 +18,8 @@ from xlex.stepping import ssprk3
 
 
 def make_projection(grid: Grid, base: BaseState, config: ModelConfig):
-    """``project(star, current, weight) -> (state, iterations)`` for :func:`ssprk3`."""
+    """``project(star, current, weight) -> (state, iterations)`` for
+    :func:`xlex.stepping.ssprk3`."""
     mass, mass_faces = base.mass, base.mass_faces
 
     def project(star: State, current: State, weight):

@@ -58,6 +58,9 @@ def to_seconds(value, name: str) -> float:
 def whole_multiple(big: float, small: float, big_name: str, small_name: str) -> int:
     """``big / small`` as an integer, or an error naming both options."""
     ratio = big / small
+    if not math.isfinite(ratio) or ratio > 1e12:
+        raise OptionError(f"{big_name} ({big:g} s) / {small_name} ({small:g} s) = {ratio:g} "
+                          f"steps is out of reach; choose a larger {small_name}")
     n = round(ratio)
     if n < 1 or abs(ratio - n) > 1e-9 * max(1.0, ratio):
         raise OptionError(

@@ -118,11 +118,32 @@ def _dot(a, b):
     return jnp.sum(a * b)
 
 
-def conjugate_gradient(matvec, b, precondition, atol, maxiter):
-    """Preconditioned CG from a zero first guess; stops at ||r|| <= atol.
+def _range_part(b):
+    """``b`` without its domain mean: the component in the operator's range.
 
+    The constant is A's null vector, so a right-hand side with a mean (round-off
+    in a divergence, or the residual of an exact first guess) has no solution;
+    its mean part would stall the iteration. Removing it solves the consistent
+    problem (the pseudo-inverse), for the primal, tangent and adjoint solves alike.
+    """
+    return b - jnp.mean(b)
+
+
+def _safe_divide(a, b):
+    """a / b, and 0 where b == 0 (a converged or broken-down Krylov recurrence)."""
+    ok = b != 0
+    return jnp.where(ok, a / jnp.where(ok, b, 1), 0)
+
+
+def conjugate_gradient(matvec, b, precondition, tolerance, maxiter):
+    """Preconditioned CG from a zero first guess; stops at ||r|| <= tolerance ||b||.
+
+    The threshold is relative to this solve's own right-hand side, so the same
+    function serves the tangent and adjoint solves of ``custom_linear_solve``.
     Returns ``(x, iterations)``.
     """
+    b = _range_part(b)
+    atol = tolerance * jnp.sqrt(_dot(b, b))
     x = jnp.zeros_like(b)
     r = b
     z = precondition(r)
@@ -130,29 +151,32 @@ def conjugate_gradient(matvec, b, precondition, atol, maxiter):
     rz = _dot(r, z)
 
     def cond(carry):
-        _, r, _, _, k = carry
-        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter)
+        _, r, _, rz, k = carry
+        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter) & (rz != 0)
 
     def body(carry):
         x, r, p, rz, k = carry
         ap = matvec(p)
-        alpha = rz / _dot(p, ap)
+        alpha = _safe_divide(rz, _dot(p, ap))
         x = x + alpha * p
         r = r - alpha * ap
         z = precondition(r)
         rz_new = _dot(r, z)
-        p = z + (rz_new / rz) * p
+        p = z + _safe_divide(rz_new, rz) * p
         return x, r, p, rz_new, k + 1
 
     x, r, _, _, k = jax.lax.while_loop(cond, body, (x, r, p, rz, 0))
     return x, k
 
 
-def bicgstab(matvec, b, atol, maxiter, precondition=None):
-    """BiCGSTAB (van der Vorst 1992) from a zero first guess; stops at ||r|| <= atol.
+def bicgstab(matvec, b, tolerance, maxiter, precondition=None):
+    """BiCGSTAB (van der Vorst 1992) from a zero first guess; stops at
+    ||r|| <= tolerance ||b|| (relative to this solve's own right-hand side).
 
     Unpreconditioned unless ``precondition`` is given. Returns ``(x, iterations)``.
     """
+    b = _range_part(b)
+    atol = tolerance * jnp.sqrt(_dot(b, b))
     precondition = precondition or (lambda v: v)
     x = jnp.zeros_like(b)
     r = b
@@ -161,21 +185,21 @@ def bicgstab(matvec, b, atol, maxiter, precondition=None):
     carry = (x, r, jnp.zeros_like(b), jnp.zeros_like(b), one, one, one, 0)
 
     def cond(c):
-        r, k = c[1], c[7]
-        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter)
+        r, rho, omega, k = c[1], c[4], c[6], c[7]
+        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter) & (rho != 0) & (omega != 0)
 
     def body(c):
         x, r, p, v, rho, alpha, omega, k = c
         rho_new = _dot(r_hat, r)
-        beta = (rho_new / rho) * (alpha / omega)
+        beta = _safe_divide(rho_new, rho) * _safe_divide(alpha, omega)
         p = r + beta * (p - omega * v)
         ph = precondition(p)
         v = matvec(ph)
-        alpha = rho_new / _dot(r_hat, v)
+        alpha = _safe_divide(rho_new, _dot(r_hat, v))
         s = r - alpha * v
         sh = precondition(s)
         t = matvec(sh)
-        omega = _dot(t, s) / _dot(t, t)
+        omega = _safe_divide(_dot(t, s), _dot(t, t))
         x = x + alpha * ph + omega * sh
         r = s - omega * t
         return x, r, p, v, rho_new, alpha, omega, k + 1
@@ -188,8 +212,12 @@ def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver
                    tolerance=1e-10, max_iterations=500):
     """Solve A phi = rhs for phi, starting from ``guess``.
 
-    Stops when ||rhs - A phi||_2 <= tolerance * ||rhs||_2. Differentiable
-    implicitly in ``rhs``, ``coef`` and ``guess``.
+    The Krylov solve is for the correction to ``guess`` and stops when its
+    residual is below ``tolerance`` times its own right-hand side,
+    ||rhs - A guess||, so ||rhs - A phi|| <= tolerance ||rhs - A guess||
+    <= tolerance ||rhs|| (a guess worse than zero is replaced by zero). The same relative
+    rule holds for the tangent and adjoint solves of the implicit derivative.
+    Differentiable implicitly in ``rhs``, ``coef`` and ``guess``.
 
     Returns
     -------
@@ -199,16 +227,19 @@ def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver
         Krylov iterations taken.
     """
     matvec = lambda x: pressure_operator(x, coef, grid)  # noqa: E731
-    atol = tolerance * jnp.sqrt(_dot(rhs, rhs))
     if solver == "pcg":
         precondition = fft_tridiagonal_preconditioner(coef, grid)
-        solve = lambda mv, b: conjugate_gradient(mv, b, precondition, atol,  # noqa: E731
+        solve = lambda mv, b: conjugate_gradient(mv, b, precondition, tolerance,  # noqa: E731
                                                  max_iterations)
     elif solver == "bicgstab":
-        solve = lambda mv, b: bicgstab(mv, b, atol, max_iterations)  # noqa: E731
+        solve = lambda mv, b: bicgstab(mv, b, tolerance, max_iterations)  # noqa: E731
     else:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     residual = rhs - matvec(guess)
+    # a first guess worse than none is dropped, so ||residual|| <= ||rhs|| always
+    worse = _dot(residual, residual) > _dot(rhs, rhs)
+    guess = jnp.where(worse, 0.0, guess)
+    residual = jnp.where(worse, rhs, residual)
     delta, iterations = jax.lax.custom_linear_solve(
         matvec, residual, solve, symmetric=True, has_aux=True)
     phi = guess + delta

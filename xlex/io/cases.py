@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import jax
@@ -32,6 +34,26 @@ def _cells(length, spacing, axis):
     return int(round(n))
 
 
+def _keyword_options(builder):
+    """Refuse positional and unknown keyword arguments with an OptionTypeError
+    naming them (a misspelt option must not pass silently or as a bare TypeError)."""
+    names = set(inspect.signature(builder).parameters)
+
+    @functools.wraps(builder)
+    def checked(*args, **kwargs):
+        if args:
+            raise OptionTypeError(f"{builder.__name__} takes keyword arguments only, got "
+                                  f"{len(args)} positional; write e.g. theta_c=5.0")
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise OptionTypeError(f"unknown option(s) {unknown} for {builder.__name__}; its "
+                                  f"options are {sorted(names)}")
+        return builder(**kwargs)
+
+    return checked
+
+
+@_keyword_options
 def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
                 y_length=24000.0, z_length=12000.0, x_centre=12000.0, y_centre=12000.0,
                 z_centre=2000.0, x_radius=2000.0, y_radius=2000.0, z_radius=2000.0,
@@ -99,6 +121,9 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
         _number(n, v)
     for n, v in (("x_centre", x_centre), ("y_centre", y_centre), ("z_centre", z_centre)):
         _number(n, v, positive=False)
+    if not isinstance(keep_relative_humidity, (bool, np.bool_)):
+        raise OptionTypeError(f"keep_relative_humidity must be True or False, got "
+                              f"{keep_relative_humidity!r}")
     rh = _number("relative_humidity", relative_humidity, positive=False)
     if not 0 <= rh <= 1:
         raise OptionError(f"relative_humidity is a fraction in [0, 1] (0.1 = 10 %), got {rh!r}")

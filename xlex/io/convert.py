@@ -126,6 +126,10 @@ def dataset_to_inputs(ds: xr.Dataset) -> ModelInputs:
         if np.abs(fc[: centre.size] + 0.5 * d - centre).max() > 1e-3 * d:
             raise DatasetError(f"coordinate {face!r} is not staggered half a cell below the "
                                f"centres; expected {face}[i] = centre[i] - {0.5 * d:g} m")
+    zf = np.asarray(ds["zf"].values, dtype=np.float64)
+    if abs(zf[-1] - (zh[-1] + 0.5 * dz)) > 1e-3 * dz:
+        raise DatasetError(f"the top face zf[-1] = {zf[-1]:g} m must be half a cell above the "
+                           f"highest centre ({zh[-1] + 0.5 * dz:g} m)")
     if abs(float(ds["zf"].values[0])) > 1e-3 * dz:
         raise DatasetError(f"the lowest z face zf[0] must be the ground, 0 m; got "
                            f"{float(ds['zf'].values[0]):g} m")
@@ -161,6 +165,7 @@ def dataset_to_inputs(ds: xr.Dataset) -> ModelInputs:
         state[name] = np.asarray(sel[name].transpose(*batch_dims, *VARIABLE_DIMS[name]).values,
                                  dtype=np.float64)
     if "pipert" in sel.data_vars and sel["pipert"].dims[-3:] == ("zh", "yh", "xh"):
+        _check_units(ds, "pipert", EXPECTED_UNITS["pipert"])
         pip = sel["pipert"].broadcast_like(sel["th"])
         state["pi"] = np.asarray(pip.transpose(*batch_dims, "zh", "yh", "xh").values,
                                  np.float64)
@@ -231,7 +236,7 @@ def states_to_dataset(fields: dict, base: dict, coords: dict, times, *, batch_di
     Parameters
     ----------
     fields : dict
-        'u', 'v', 'w', 'th', 'qv', 'pi' arrays shaped (time, *batch, z, y, x).
+        'u', 'v', 'w', 'th', 'qv', 'pi' arrays shaped ``(time, *batch, z, y, x)``.
     base : dict
         'th0', 'qv0', 'pi0' profiles on zh.
     coords : dict

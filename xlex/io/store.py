@@ -14,7 +14,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from xlex.errors import OptionError, XlexError
+from xlex.errors import OptionError, OptionTypeError, XlexError
 
 COMPLETE = "record_complete"
 
@@ -23,8 +23,17 @@ class StoreExistsError(XlexError, FileExistsError):
     """The output store exists and ``overwrite`` was not given."""
 
 
+class StoreError(XlexError, FileNotFoundError):
+    """A store to resume or read is missing or was not written by xlex."""
+
+
 def check_target(path, overwrite: bool) -> Path:
     """Refuse an existing store unless ``overwrite``; refuse unknown formats."""
+    if not isinstance(path, (str, Path)):
+        raise OptionTypeError(f"store must be a path (str or pathlib.Path) ending in .nc, got "
+                              f"{type(path).__name__} {path!r}")
+    if not isinstance(overwrite, bool):
+        raise OptionTypeError(f"overwrite must be True or False, got {overwrite!r}")
     path = Path(path)
     if path.suffix not in (".nc", ".nc4", ".netcdf"):
         raise OptionError(f"store={str(path)!r}: xlex streams NetCDF; give a path ending "
@@ -93,7 +102,7 @@ def open_store(path, *, records=None, load=True) -> xr.Dataset:
     store can be appended to again."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no store at {str(path)!r}")
+        raise StoreError(f"no store at {str(path)!r}")
     n = complete_records(path)
     ds = xr.open_dataset(path)
     ds = ds.isel(time=slice(0, n))

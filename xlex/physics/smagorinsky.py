@@ -1,7 +1,7 @@
-"""Smagorinsky-Lilly eddy viscosity and the subgrid tendencies it drives.
+"""Smagorinsky-Lilly eddy viscosity and the subgrid tendencies it drives::
 
-K_m = (cs Delta)^2 sqrt(max(|S|^2 - N^2 / Pr, 0)),  Delta = (dx dy dz)^(1/3),
-|S|^2 = 2 S_ij S_ij,  K_h = K_m / Pr.
+    K_m = (cs Delta)^2 sqrt(max(|S|^2 - N^2 / Pr, 0)),  Delta = (dx dy dz)^(1/3),
+    |S|^2 = 2 S_ij S_ij,  K_h = K_m / Pr.
 
 Strain components live where the C grid puts them: S11, S22, S33 at cell
 centres, S12 on vertical edges (zh, yf, xf), S13 on (zf, yh, xf), S23 on
@@ -47,7 +47,7 @@ def strain_rates(u, v, w, grid: Grid):
 
 
 def strain_rate_squared(u, v, w, grid: Grid):
-    """|S|^2 = 2 S_ij S_ij at cell centres [s-2] (off-diagonal squares averaged
+    """``|S|^2 = 2 S_ij S_ij`` at cell centres [s-2] (off-diagonal squares averaged
     from their edges to the centres)."""
     s11, s22, s33, s12, s13, s23 = strain_rates(u, v, w, grid)
     s12c = op.interp_x_face_to_centre(op.interp_y_face_to_centre(s12 ** 2))
@@ -83,7 +83,9 @@ def smagorinsky_viscosity(state: State, grid: Grid, *, cs=0.18, prandtl=1.0 / 3.
     s2 = strain_rate_squared(state.u, state.v, state.w, grid)
     if stability:
         s2 = s2 - brunt_vaisala_squared(state.th, state.qv, grid) / prandtl
-    km = (cs * delta) ** 2 * jnp.sqrt(jnp.maximum(s2, 0.0))
+    # sqrt with a zero (not NaN) derivative where the viscosity vanishes
+    positive = s2 > 0
+    km = (cs * delta) ** 2 * jnp.where(positive, jnp.sqrt(jnp.where(positive, s2, 1.0)), 0.0)
     return EddyDiffusivity(km=km, kh=km / prandtl)
 
 
@@ -124,6 +126,6 @@ def subgrid_tendency(state: State, k: EddyDiffusivity, base: BaseState, grid: Gr
 
 
 def dissipation(state: State, k: EddyDiffusivity, grid: Grid):
-    """Subgrid kinetic-energy dissipation eps = K_m |S|^2 at cell centres [m2 s-3]
+    """Subgrid kinetic-energy dissipation ``eps = K_m |S|^2`` at cell centres [m2 s-3]
     (non-negative by construction)."""
     return k.km * strain_rate_squared(state.u, state.v, state.w, grid)
