@@ -193,7 +193,7 @@ def test_mass_divergence_at_solver_tolerance_after_every_step(constraint_runs, s
     tol, runs = constraint_runs
     _, div, flux, its = runs[solver]
     assert np.all(flux > 0)
-    assert np.all(div <= 10 * tol * flux), div / flux
+    assert np.all(div <= tol * flux), div / flux
     assert np.all(its > 0) and np.all(its < 5000)
 
 
@@ -202,8 +202,8 @@ def test_solvers_give_the_same_pressure(constraint_runs):
     pcg, bicg = runs["pcg"][0], runs["bicgstab"][0]
     scale = float(jnp.max(jnp.abs(pcg.pi)))
     assert scale > 0
-    assert float(jnp.max(jnp.abs(pcg.pi - bicg.pi))) < 1e3 * tol * scale
-    assert float(jnp.max(jnp.abs(pcg.w - bicg.w))) < 1e3 * tol * float(jnp.max(jnp.abs(pcg.w)))
+    assert float(jnp.max(jnp.abs(pcg.pi - bicg.pi))) < 10 * tol * scale
+    assert float(jnp.max(jnp.abs(pcg.w - bicg.w))) < 10 * tol * float(jnp.max(jnp.abs(pcg.w)))
     # and pcg needs far fewer iterations
     assert runs["pcg"][3].sum() * 5 < runs["bicgstab"][3].sum()
 
@@ -236,7 +236,7 @@ GRAD_GRID = Grid(nx=16, ny=16, nz=8, dx=1500.0, dy=1500.0, dz=1500.0)
 @functools.cache
 def ten_step_objective():
     """sum(w^2) + sum(u v) after 10 steps (200 s) of a resolved 4 km bubble, as a
-    jitted function of theta_c; pressure solves at tolerance 1e-12."""
+    function of theta_c; pressure solves at tolerance 1e-12."""
     base = moist_base_state(GRAD_GRID)
     step = make_step(GRAD_GRID, base, config(tolerance=1e-12), 20.0)
 
@@ -247,27 +247,25 @@ def ten_step_objective():
         final, _ = advance(step, start, 10)
         return jnp.sum(final.w ** 2) + jnp.sum(final.u * final.v)
 
-    return objective, jax.jit(objective)
-
-
-def centred_difference(f, x, h=1e-3):
-    return float((f(x + h) - f(x - h)) / (2 * h))
+    return objective
 
 
 def test_forward_derivative_through_ten_steps_matches_finite_difference():
-    objective, jitted = ten_step_objective()
-    theta_c = 2.0
-    tangent = float(jax.jit(lambda t: jax.jvp(objective, (t,), (1.0,))[1])(theta_c))
-    fd = centred_difference(jitted, theta_c)
+    objective = ten_step_objective()
+    value_and_tangent = jax.jit(lambda t: jax.jvp(objective, (t,), (jnp.ones_like(t),)))
+    theta_c, h = 2.0, 1e-3
+    tangent = float(value_and_tangent(theta_c)[1])
+    fd = float((value_and_tangent(theta_c + h)[0] - value_and_tangent(theta_c - h)[0]) / (2 * h))
     assert fd > 0
     assert abs(tangent - fd) <= 1e-5 * abs(fd), (tangent, fd)
 
 
 @pytest.mark.slow
 def test_gradient_through_ten_steps_matches_finite_difference():
-    objective, jitted = ten_step_objective()
-    theta_c = 2.0
-    grad = float(jax.jit(jax.grad(objective))(theta_c))
-    fd = centred_difference(jitted, theta_c)
+    objective = ten_step_objective()
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    theta_c, h = 2.0, 1e-3
+    grad = float(value_and_grad(theta_c)[1])
+    fd = float((value_and_grad(theta_c + h)[0] - value_and_grad(theta_c - h)[0]) / (2 * h))
     assert fd > 0
     assert abs(grad - fd) <= 1e-5 * abs(fd), (grad, fd)
