@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from xlex import accessor as _accessor  # noqa: E402,F401  (registers ds.lex)
 from xlex import cases, datasets  # noqa: E402
 from xlex.config import ModelConfig  # noqa: E402
+from xlex.driver import resume  # noqa: E402
 from xlex.errors import (  # noqa: E402
     BlowUpError,
     CFLError,
@@ -23,9 +24,9 @@ from xlex.errors import (  # noqa: E402
     OptionTypeError,
     XlexError,
 )
-from xlex.driver import resume  # noqa: E402
 from xlex.grid import Grid  # noqa: E402
 from xlex.io.cm1 import open_cm1  # noqa: E402
 
-__all__ = ["cases", "datasets", "open_cm1", "resume", "ModelConfig", "Grid", "XlexError", "DatasetError",
-           "OptionError", "OptionTypeError", "GridMismatchError", "CFLError", "BlowUpError"]
+__all__ = ["cases", "datasets", "open_cm1", "resume", "ModelConfig", "Grid", "XlexError",
+           "DatasetError", "OptionError", "OptionTypeError", "GridMismatchError", "CFLError",
+           "BlowUpError"]

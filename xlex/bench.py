@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from xlex import thermo
 from xlex.config import ModelConfig
 from xlex.dynamics import pressure
-from xlex.errors import OptionError
 from xlex.dynamics.tendencies import dynamics_tendency
+from xlex.errors import OptionError
 from xlex.grid import Grid
 from xlex.initial import moist_base_state, warm_bubble_state
 from xlex.model import make_step

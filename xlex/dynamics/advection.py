@@ -61,8 +61,9 @@ def weno3(qm1, q0, qp1, eps=WENO_EPSILON):
 
 
 def periodic_west_face_value(q, velocity, axis, eps=WENO_EPSILON, linear=False):
-    """WENO5 (or, with ``linear``, linear fifth-order upwind) value of ``q`` on the face between ``q[i-1]`` and ``q[i]`` along a
-    periodic ``axis``, upwinded by the sign of ``velocity`` on that face."""
+    """WENO5 (or, with ``linear``, linear fifth-order upwind) value of ``q`` on the
+    face between ``q[i-1]`` and ``q[i]`` along a periodic ``axis``, upwinded by the
+    sign of ``velocity`` on that face."""
     s = lambda k: jnp.roll(q, k, axis=axis)  # noqa: E731  s(k)[i] = q[i - k]
     scheme = upwind5 if linear else weno5
     from_west = scheme(s(3), s(2), s(1), q, s(-1), eps)

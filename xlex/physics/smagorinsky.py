@@ -18,9 +18,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from xlex import constants
+from xlex import constants, thermo
 from xlex import operators as op
-from xlex import thermo
 from xlex.grid import Grid
 from xlex.state import BaseState, State
 
