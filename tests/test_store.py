@@ -259,8 +259,8 @@ def test_overwrite_keeps_the_file_when_the_run_is_refused(ds0, tmp_path, monkeyp
     assert path.read_bytes() == b"old\n"
 
 
-@pytest.mark.parametrize("name", ["out.zarr", "out.txt", "out", "out.nc.bak", "out.h5"])
-def test_store_must_be_netcdf(ds0, tmp_path, monkeypatch, name):
+@pytest.mark.parametrize("name", ["out.txt", "out", "out.nc.bak", "out.h5"])
+def test_store_must_be_netcdf_or_zarr(ds0, tmp_path, monkeypatch, name):
     monkeypatch.setattr(xlex.driver, "make_step", no_compile)
     path = tmp_path / name
     with pytest.raises(OptionError) as info:

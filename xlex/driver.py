@@ -20,7 +20,15 @@ from tqdm import tqdm
 from xlex.config import ModelConfig
 from xlex.errors import BlowUpError, CFLError, OptionTypeError, XlexError
 from xlex.io.convert import dataset_to_inputs, states_to_dataset
-from xlex.io.store import NetCDFStore, StoreError, check_target, complete_records, open_store
+from xlex.io.store import (
+    StoreError,
+    ZarrStore,
+    check_target,
+    complete_records,
+    is_zarr,
+    make_store,
+    open_store,
+)
 from xlex.model import make_step, sgs_coefficients
 from xlex.state import BaseState, State
 from xlex.stepping import advance
@@ -155,7 +163,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
 
     writer = None
     if store is not None:
-        writer = NetCDFStore(store, start=append_at)
+        writer = make_store(store, start=append_at)
         if append_at is None:
             writer.create(result("running"))
 
@@ -254,6 +262,8 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
     if not Path(path).exists():
         raise StoreError(f"no store at {str(path)!r} to resume; check the path")
     n = complete_records(path)
+    if is_zarr(path) and n:
+        ZarrStore(path, start=n).truncate()  # drop a half-written record's arrays
     done = open_store(path, records=[n - 1] if n else [])
     attrs = done.attrs
     missing = [k for k in ("xlex_dt", "xlex_output_every", "xlex_duration") if k not in attrs]

@@ -1,9 +1,10 @@
-"""Streaming NetCDF output: each record is written and flushed as soon as it exists.
+"""Streaming output: each record is written and flushed as soon as it exists.
 
-The file is a normal contract Dataset with an unlimited ``time`` dim. A
-``record_complete`` flag is set after all fields of a record are written, so a
-run killed mid-write leaves a file whose complete records are known; the file
-is closed after every record, so it opens with ``xr.open_dataset`` at any time.
+A store is a contract Dataset in NetCDF (``.nc``, unlimited ``time`` dim) or
+Zarr (``.zarr``). A ``record_complete`` flag is set after all fields of a
+record are written, so a run killed mid-write leaves a store whose complete
+records are known; the file is closed after every record, so it opens with
+``xr.open_dataset`` / ``xr.open_zarr`` at any time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ import xarray as xr
 from xlex.errors import OptionError, OptionTypeError, XlexError
 
 COMPLETE = "record_complete"
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def is_zarr(path) -> bool:
+    """Whether ``path`` names a Zarr store."""
+    return Path(path).suffix == ".zarr"
+
+
+def make_store(path, start=None):
+    """The writer for ``path``: :class:`ZarrStore` for ``.zarr``, else :class:`NetCDFStore`."""
+    return (ZarrStore if is_zarr(path) else NetCDFStore)(path, start)
 
 
 class StoreExistsError(XlexError, FileExistsError):
@@ -35,9 +47,9 @@ def check_target(path, overwrite: bool) -> Path:
     if not isinstance(overwrite, bool):
         raise OptionTypeError(f"overwrite must be True or False, got {overwrite!r}")
     path = Path(path)
-    if path.suffix not in (".nc", ".nc4", ".netcdf"):
-        raise OptionError(f"store={str(path)!r}: xlex streams NetCDF; give a path ending "
-                          "in .nc")
+    if path.suffix not in NETCDF_SUFFIXES + (".zarr",):
+        raise OptionError(f"store={str(path)!r}: xlex streams NetCDF or Zarr; give a path "
+                          "ending in .nc or .zarr")
     if path.exists() and not overwrite:
         raise StoreExistsError(f"store {str(path)!r} exists; xlex never overwrites a file "
                                "unless overwrite=True (or resume it with xlex.resume)")
@@ -87,8 +99,72 @@ class NetCDFStore:
             nc.setncattr("xlex_status", status)
 
 
+class ZarrStore:
+    """Append-only writer of contract records to one Zarr store."""
+
+    def __init__(self, path: Path, start=None):
+        self.path = Path(path)
+        self.next = start
+        self._truncated = start is None
+
+    def create(self, first: xr.Dataset):
+        """Write the first record(s) with all coordinates, base state and attributes."""
+        import shutil
+        ds = first.copy()
+        ds[COMPLETE] = (("time",), np.ones(ds.sizes["time"], np.int8),
+                        {"long_name": "1 where every field of the record was written"})
+        tmp = self.path.with_name(self.path.name + ".part")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        ds.to_zarr(tmp, mode="w", consolidated=False)
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        tmp.replace(self.path)
+
+    def truncate(self):
+        """Cut every time-dependent array back to the complete records (a resumed
+        store may hold a half-written one)."""
+        import zarr
+        group = zarr.open_group(self.path, mode="r+")
+        for name, array in group.arrays():
+            dims = array.attrs.get("_ARRAY_DIMENSIONS") or list(
+                getattr(array.metadata, "dimension_names", None) or [])
+            if dims and dims[0] == "time" and array.shape[0] > self.next:
+                array.resize((self.next,) + array.shape[1:])
+        self._truncated = True
+
+    def append(self, record: xr.Dataset):
+        """Append the records of ``record``, then mark them complete."""
+        import zarr
+        if not self._truncated:
+            self.truncate()
+        keep = [v for v in record.data_vars if "time" in record[v].dims]
+        rec = record[keep].copy()
+        rec[COMPLETE] = (("time",), np.zeros(rec.sizes["time"], np.int8))
+        attrs = dict(zarr.open_group(self.path, mode="r").attrs)
+        rec.to_zarr(self.path, append_dim="time", consolidated=False)
+        group = zarr.open_group(self.path, mode="r+")
+        group.attrs.clear()
+        group.attrs.update(attrs)  # the store keeps the attributes it was created with
+        n = group[COMPLETE].shape[0] - rec.sizes["time"]
+        group[COMPLETE][n:] = 1
+        self.next = n + rec.sizes["time"]
+
+    def set_status(self, status: str):
+        """Record the run's status in the global attributes."""
+        import zarr
+        zarr.open_group(self.path, mode="r+").attrs["xlex_status"] = status
+
+
 def complete_records(path) -> int:
     """Number of leading records of the store whose every field was written."""
+    if is_zarr(path):
+        import zarr
+        group = zarr.open_group(path, mode="r")
+        flags = np.asarray(group[COMPLETE][:]) == 1 if COMPLETE in group else None
+        if flags is None:
+            return int(group["time"].shape[0])
+        return int(np.argmin(flags)) if not flags.all() else int(flags.size)
     with netCDF4.Dataset(path, "r") as nc:
         if COMPLETE not in nc.variables:
             return len(nc.dimensions["time"])
@@ -104,7 +180,14 @@ def open_store(path, *, records=None, load=True) -> xr.Dataset:
     if not path.exists():
         raise StoreError(f"no store at {str(path)!r}")
     n = complete_records(path)
-    ds = xr.open_dataset(path)
+    if is_zarr(path):
+        try:
+            ds = xr.open_zarr(path, consolidated=False, chunks=None)
+        except ValueError as err:  # arrays of a half-written record are longer
+            raise StoreError(f"{str(path)!r} holds a half-written record ({err}); "
+                             "xlex.resume(path) cuts it off and continues the run") from None
+    else:
+        ds = xr.open_dataset(path)
     ds = ds.isel(time=slice(0, n))
     if COMPLETE in ds:
         ds = ds.drop_vars(COMPLETE)
