@@ -15,7 +15,7 @@ import xarray as xr
 from xlex import __version__, constants, thermo
 from xlex.errors import DatasetError
 from xlex.grid import Grid
-from xlex.io.cf import BASE_STATE, PROGNOSTIC, VARIABLE_DIMS, annotate
+from xlex.io.cf import PROGNOSTIC, VARIABLE_DIMS, annotate
 
 SPATIAL_DIMS = ("zh", "zf", "yh", "yf", "xh", "xf")
 COORD_UNITS = ("m", "metre", "metres", "meter", "meters")
@@ -277,4 +277,4 @@ def states_to_dataset(fields: dict, base: dict, coords: dict, times, *, batch_di
     return annotate(ds)
 
 
-__all__ = ["ModelInputs", "dataset_to_inputs", "states_to_dataset", "coordinates", "BASE_STATE"]
+__all__ = ["ModelInputs", "dataset_to_inputs", "states_to_dataset", "coordinates"]

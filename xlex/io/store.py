@@ -126,7 +126,7 @@ class ZarrStore:
         store may hold a half-written one)."""
         import zarr
         group = zarr.open_group(self.path, mode="r+")
-        for name, array in group.arrays():
+        for _, array in group.arrays():
             dims = array.attrs.get("_ARRAY_DIMENSIONS") or list(
                 getattr(array.metadata, "dimension_names", None) or [])
             if dims and dims[0] == "time" and array.shape[0] > self.next:
