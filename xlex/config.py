@@ -9,7 +9,8 @@ from xlex.errors import OptionError, OptionTypeError
 
 PRECISIONS = ("float32", "float64")
 SOLVERS = ("pcg", "bicgstab")
-SGS_SCHEMES = ("none", "smagorinsky")
+SGS_SCHEMES = ("none", "smagorinsky", "dynamic")
+SURFACE_SCHEMES = ("none", "bulk")
 MOMENTUM_SCHEMES = ("weno5", "upwind5")
 
 #: Default relative residual of the pressure solve, by precision.
@@ -68,16 +69,39 @@ class ModelConfig:
         Geostrophic wind [m s-1] balancing the Coriolis force of the mean flow.
     precision : {'float32', 'float64'}
         Floating-point precision of the run.
-    sgs : {'none', 'smagorinsky'}
+    sgs : {'none', 'smagorinsky', 'dynamic'}
         Subgrid turbulence scheme. 'none' leaves the implicit dissipation of
-        the upwind advection; 'smagorinsky' is Smagorinsky-Lilly, its eddy
-        viscosity computed once per step from the state at the step's start.
+        the upwind advection; 'smagorinsky' is Smagorinsky-Lilly; 'dynamic'
+        is the dynamic Smagorinsky model (Germano identity, Lilly's least
+        squares, test filter 2 Delta, coefficient averaged over horizontal
+        planes, negative viscosity clipped). Eddy viscosities are computed
+        once per step from the state at the step's start.
     cs : float
-        Smagorinsky constant (0.18).
+        Smagorinsky constant (0.18); not used by 'dynamic'.
     prandtl : float
         Turbulent Prandtl number, K_h = K_m / prandtl (1/3, as LEX uses).
     stability : bool
         Include the N^2 / prandtl stability correction of the eddy viscosity.
+    surface : {'none', 'bulk'}
+        Surface scheme. 'none': free-slip, insulated ground. 'bulk': bulk
+        fluxes of momentum, heat and moisture with Monin-Obukhov transfer
+        coefficients (Neale et al. 2010), computed once per step.
+    surface_temperature : float, optional
+        Prescribed ground temperature [K] (for ``surface='bulk'``; give this or
+        ``surface_potential_temperature``).
+    surface_potential_temperature : float, optional
+        Prescribed ground potential temperature [K].
+    roughness_length : float
+        Roughness length for momentum z0 [m] (0.1, short vegetation; about
+        2e-4 over the sea).
+    scalar_roughness_length : float, optional
+        Roughness length for heat and moisture z0h [m] (default: z0).
+    moisture_availability : float
+        Fraction beta in [0, 1] of the saturation deficit the ground supplies:
+        1 is a saturated (water) surface, 0 a dry one.
+    minimum_wind_speed : float
+        Floor on the wind speed in the bulk formulas [m s-1] (1.0); keeps the
+        exchange going in free convection.
     """
 
     solver: str = "pcg"
@@ -94,6 +118,13 @@ class ModelConfig:
     cs: float = 0.18
     prandtl: float = 1.0 / 3.0
     stability: bool = True
+    surface: str = "none"
+    surface_temperature: float | None = None
+    surface_potential_temperature: float | None = None
+    roughness_length: float = 0.1
+    scalar_roughness_length: float | None = None
+    moisture_availability: float = 1.0
+    minimum_wind_speed: float = 1.0
 
     def __post_init__(self):
         _check_choice("solver", self.solver, SOLVERS)
@@ -123,6 +154,40 @@ class ModelConfig:
         if not isinstance(self.stability, bool):
             raise OptionTypeError(f"option stability must be True or False, got "
                                   f"{self.stability!r}")
+        self._check_surface()
+
+    def _check_surface(self):
+        _check_choice("surface", self.surface, SURFACE_SCHEMES)
+        temps = {n: getattr(self, n) for n in ("surface_temperature",
+                                               "surface_potential_temperature")}
+        given = {n: v for n, v in temps.items() if v is not None}
+        for name, value in given.items():
+            _check_number(name, value, positive=True, allow_zero=False)
+        _check_number("roughness_length", self.roughness_length, positive=True,
+                      allow_zero=False)
+        if self.scalar_roughness_length is not None:
+            _check_number("scalar_roughness_length", self.scalar_roughness_length,
+                          positive=True, allow_zero=False)
+        _check_number("moisture_availability", self.moisture_availability, positive=True)
+        if self.moisture_availability > 1:
+            raise OptionError(f"option moisture_availability is a fraction in [0, 1] (1 = "
+                              f"saturated water surface), got {self.moisture_availability!r}")
+        _check_number("minimum_wind_speed", self.minimum_wind_speed, positive=True,
+                      allow_zero=False)
+        if self.surface == "bulk" and len(given) != 1:
+            raise OptionError(
+                "surface='bulk' needs exactly one of surface_temperature (K) and "
+                f"surface_potential_temperature (K); got {sorted(given) or 'neither'}")
+        if self.surface == "none" and given:
+            raise OptionError(f"{sorted(given)[0]} is set but surface='none'; pass "
+                              "surface='bulk' to use it")
+
+    @property
+    def scalar_roughness(self) -> float:
+        """z0h [m]: ``scalar_roughness_length`` or, if unset, ``roughness_length``."""
+        if self.scalar_roughness_length is None:
+            return self.roughness_length
+        return self.scalar_roughness_length
 
     @property
     def dtype(self):
@@ -132,5 +197,6 @@ class ModelConfig:
 
     def as_attrs(self) -> dict:
         """The options as NetCDF-safe global attributes (prefixed ``xlex_``)."""
-        return {f"xlex_{k}": (int(v) if isinstance(v, bool) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        def safe(v):
+            return int(v) if isinstance(v, bool) else ("none" if v is None else v)
+        return {f"xlex_{k}": safe(v) for k, v in dataclasses.asdict(self).items()}

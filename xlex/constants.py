@@ -18,3 +18,7 @@ VIRTUAL = 1.0 / EPS - 1.0
 """Coefficient of qv in the (linearised) density potential temperature, 1/eps - 1 [1]."""
 KAPPA = RD / CP
 """Rd/cp [1]."""
+LV = 2.501e6
+"""Latent heat of vaporisation at 0 C [J kg-1]."""
+KARMAN = 0.4
+"""von Karman constant [1]."""

@@ -18,7 +18,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from xlex.config import ModelConfig
-from xlex.errors import BlowUpError, CFLError, OptionTypeError, XlexError
+from xlex.errors import BlowUpError, CFLError, OptionError, OptionTypeError, XlexError
 from xlex.io.convert import dataset_to_inputs, states_to_dataset
 from xlex.io.store import (
     StoreError,
@@ -29,7 +29,8 @@ from xlex.io.store import (
     make_store,
     open_store,
 )
-from xlex.model import make_step, sgs_coefficients
+from xlex.model import DIAGNOSTICS, make_step, output_diagnostics
+from xlex.physics.surface import MINIMUM_HEIGHT_RATIO
 from xlex.state import BaseState, State
 from xlex.stepping import advance
 from xlex.timeparse import to_seconds, whole_multiple
@@ -86,6 +87,7 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     config = ModelConfig(solver=solver, precision=precision, **options)
     inputs = dataset_to_inputs(ds)
     grid = inputs.grid
+    _check_surface_layer(config, grid)
     courant = courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"], grid, dt_s)
     if courant > COURANT_LIMIT:
         safe = _floor_significant(dt_s * COURANT_LIMIT / courant)
@@ -97,6 +99,20 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     with jax.enable_x64(config.precision == "float64"):
         return _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output,
                     progress, store, _append_at)
+
+
+def _check_surface_layer(config: ModelConfig, grid):
+    """Similarity theory needs the lowest level well above the roughness elements."""
+    if config.surface == "none":
+        return
+    height = 0.5 * grid.dz
+    for name, z0 in (("roughness_length", config.roughness_length),
+                     ("scalar_roughness_length", config.scalar_roughness)):
+        if height / z0 < MINIMUM_HEIGHT_RATIO:
+            raise OptionError(
+                f"{name}={z0:g} m is too large for the lowest level at z = {height:g} m: the "
+                f"bulk surface formulas need z1 / z0 >= {MINIMUM_HEIGHT_RATIO:g}; use "
+                f"{name} <= {height / MINIMUM_HEIGHT_RATIO:g} m or a larger dz")
 
 
 def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output, progress,
@@ -112,15 +128,15 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         lambda a: jnp.asarray(a.reshape((flat,) + a.shape[len(batch_shape):]) if flat else a,
                               dtype), state)
     step = make_step(grid, base, config, dt_s)
-    eddy = sgs_coefficients(grid, config)
+    diagnose = output_diagnostics(grid, base, config)
 
     def chunk(s):
         s, its = advance(step, s, steps_per_output)
         finite = jnp.stack([jnp.all(jnp.isfinite(getattr(s, n)))
                             for n in ("u", "v", "w", "th", "qv", "pi")])
         cfl = courant_number(s.u, s.v, s.w, grid, dt_s, jnp)
-        k = eddy(s) if eddy is not None else None
-        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl, k
+        extra = diagnose(s) if diagnose is not None else {}
+        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl, extra
 
     if flat:
         chunk = jax.vmap(chunk)
@@ -130,16 +146,14 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         return {k: np.asarray(getattr(s, k)).reshape(batch_shape + getattr(s, k).shape[
             1 if flat else 0:]) for k in ("u", "v", "w", "th", "qv", "pi")}
 
-    def eddy_snapshot(k):
-        if k is None:
-            return {}
-        return {n: np.asarray(getattr(k, n)).reshape(batch_shape + k.km.shape[
-            1 if flat else 0:]) for n in ("km", "kh")}
+    def extra_snapshot(extra):
+        return {n: np.asarray(a).reshape(batch_shape + a.shape[1 if flat else 0:])
+                for n, a in extra.items()}
 
-    k0 = None
-    if eddy is not None:
-        k0 = (jax.jit(jax.vmap(eddy)) if flat else jax.jit(eddy))(state)
-    records = [snapshot(state) | eddy_snapshot(k0)]
+    extra0 = {}
+    if diagnose is not None:
+        extra0 = (jax.jit(jax.vmap(diagnose)) if flat else jax.jit(diagnose))(state)
+    records = [snapshot(state) | extra_snapshot(extra0)]
     iterations = [np.zeros(batch_shape)]
     times = [inputs.time]
     attrs = dict(ds.attrs)
@@ -153,10 +167,9 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         extra = {"pressure_iterations": (lead, np.stack(iterations[first:]),
                                          {"units": "1", "long_name": "mean pressure-solver "
                                           "iterations per solve since the previous output"})}
-        for name, long_name in (("km", "eddy viscosity"), ("kh", "eddy diffusivity")):
+        for name, (dims, vattrs) in DIAGNOSTICS.items():
             if name in fields:
-                extra[name] = (lead + ("zh", "yh", "xh"), fields.pop(name),
-                               {"units": "m2 s-1", "long_name": f"subgrid {long_name}"})
+                extra[name] = (lead + dims, fields.pop(name), dict(vattrs))
         return states_to_dataset(
             fields, inputs.base, inputs.coords, np.asarray(times[first:]),
             batch_dims=inputs.batch_dims, attrs={**attrs, "xlex_status": status}, extra=extra)
@@ -172,7 +185,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
     started = _time.perf_counter()
     try:
         for k in range(n_outputs):
-            new, mean_its, max_its, finite, cfl, eddy_now = chunk(state)
+            new, mean_its, max_its, finite, cfl, extra_now = chunk(state)
             finite = np.asarray(finite)
             t_now = inputs.time + (k + 1) * every_s
             cfl_value = float(np.max(np.asarray(cfl)))
@@ -198,7 +211,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
                               f"before t = {t_now:g} s; the divergence may be above tolerance",
                               RuntimeWarning, stacklevel=3)
             state = new
-            records.append(snapshot(state) | eddy_snapshot(eddy_now))
+            records.append(snapshot(state) | extra_snapshot(extra_now))
             iterations.append(np.asarray(mean_its).reshape(batch_shape))
             times.append(t_now)
             if writer is not None:

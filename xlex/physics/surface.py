@@ -1,0 +1,199 @@
+"""Bulk surface fluxes of momentum, heat and moisture (Neale et al. 2010, CAM5).
+
+Between the ground (z = 0) and the lowest model level z1 = dz / 2, with the
+wind speed U = max(|V1|, U_min) and upward kinematic fluxes
+
+    u'w' = -C_D U u1,   v'w' = -C_D U v1,
+    w'th' = C_H U (th_s - th1),   w'qv' = C_H U (q_s - qv1),
+
+where th_s is the surface potential temperature, q_s = qv1 + beta (q_sat(T_s,
+p_s) - qv1) the surface humidity (beta = 1: a saturated water surface), and
+the transfer coefficients come from Monin-Obukhov similarity:
+
+    C_D = k^2 / (ln(z1/z0) - psi_m(zeta))^2,
+    C_H = k^2 / ((ln(z1/z0) - psi_m(zeta)) (ln(z1/z0h) - psi_h(zeta))),
+
+with the Businger-Dyer (Paulson 1970) stability functions CAM uses: for
+zeta < 0, x = (1 - 16 zeta)^(1/4),
+psi_m = 2 ln((1 + x)/2) + ln((1 + x^2)/2) - 2 atan(x) + pi/2,
+psi_h = 2 ln((1 + x^2)/2); for zeta >= 0, psi_m = psi_h = -5 zeta. The
+stability parameter zeta = z1 / L solves zeta = Ri_B (ln(z1/z0) - psi_m)^2 /
+(ln(z1/z0h) - psi_h), with the bulk Richardson number
+Ri_B = g z1 (thv1 - thv_s) / (thv1 U^2), by fixed-point iteration from neutral;
+|zeta| is capped at 10, as in CAM.
+
+The fluxes are computed once per time step from the state at its start and
+enter the lowest cell as the flux through its bottom face, weighted by the
+pseudo-density m like every other flux, so that the domain integrals of m th
+and m qv change by exactly the surface flux.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from xlex import constants, thermo
+from xlex import operators as op
+from xlex.grid import Grid
+from xlex.state import BaseState, State
+
+#: Cap on |zeta| = |z1 / L|.
+ZETA_LIMIT = 10.0
+#: Fixed-point iterations for zeta (converged to round-off for |Ri_B| <= 0.1).
+STABILITY_ITERATIONS = 20
+#: Smallest allowed z1 / z0: below it ln(z1/z0) - psi could change sign at the
+#: zeta cap, and similarity theory does not hold inside the roughness sublayer.
+MINIMUM_HEIGHT_RATIO = 50.0
+
+
+def stability_function_momentum(zeta):
+    """psi_m(zeta) of Businger-Dyer / Paulson (1970) [1]."""
+    unstable = zeta < 0
+    x = jnp.sqrt(jnp.sqrt(1.0 - 16.0 * jnp.where(unstable, zeta, 0.0)))
+    psi_unstable = (2.0 * jnp.log(0.5 * (1.0 + x)) + jnp.log(0.5 * (1.0 + x * x))
+                    - 2.0 * jnp.arctan(x) + 0.5 * math.pi)
+    return jnp.where(unstable, psi_unstable, -5.0 * zeta)
+
+
+def stability_function_heat(zeta):
+    """psi_h(zeta) of Businger-Dyer / Paulson (1970) [1] (also used for moisture)."""
+    unstable = zeta < 0
+    x2 = jnp.sqrt(1.0 - 16.0 * jnp.where(unstable, zeta, 0.0))
+    return jnp.where(unstable, 2.0 * jnp.log(0.5 * (1.0 + x2)), -5.0 * zeta)
+
+
+def bulk_richardson_number(height, wind_speed, thv_air, thv_surface):
+    """Ri_B = g z (thv_air - thv_surface) / (thv_air U^2) [1]."""
+    return constants.GRAVITY * height * (thv_air - thv_surface) / (thv_air * wind_speed ** 2)
+
+
+def stability_parameter(richardson, height, *, roughness_length, scalar_roughness_length,
+                        iterations=STABILITY_ITERATIONS):
+    """zeta = z / L from the bulk Richardson number, by fixed-point iteration."""
+    log_m = math.log(height / roughness_length)
+    log_h = math.log(height / scalar_roughness_length)
+
+    def update(_, zeta):
+        new = richardson * (log_m - stability_function_momentum(zeta)) ** 2 / (
+            log_h - stability_function_heat(zeta))
+        return jnp.clip(new, -ZETA_LIMIT, ZETA_LIMIT)
+
+    return jax.lax.fori_loop(0, iterations, update, jnp.zeros_like(richardson))
+
+
+def transfer_coefficients(height, wind_speed, thv_air, thv_surface, *, roughness_length,
+                          scalar_roughness_length=None):
+    """Drag and heat/moisture transfer coefficients ``(C_D, C_H)`` [1] between the
+    ground and ``height`` [m], for wind speed [m s-1] and virtual potential
+    temperatures [K] of the air and the surface."""
+    z0h = roughness_length if scalar_roughness_length is None else scalar_roughness_length
+    rib = bulk_richardson_number(height, wind_speed, thv_air, thv_surface)
+    zeta = stability_parameter(rib, height, roughness_length=roughness_length,
+                               scalar_roughness_length=z0h)
+    k = constants.KARMAN
+    phi_m = math.log(height / roughness_length) - stability_function_momentum(zeta)
+    phi_h = math.log(height / z0h) - stability_function_heat(zeta)
+    return k * k / (phi_m * phi_m), k * k / (phi_m * phi_h)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SurfaceFluxes:
+    """Upward kinematic fluxes through the ground, ``(..., ny, nx)``.
+
+    Attributes
+    ----------
+    momentum_x : u'w' at the u points (west faces) [m2 s-2]
+    momentum_y : v'w' at the v points (south faces) [m2 s-2]
+    heat : w'th' at cell centres [K m s-1]
+    moisture : w'qv' at cell centres [kg kg-1 m s-1]
+    friction_velocity : u* = sqrt(C_D) U at cell centres [m s-1]
+    """
+
+    momentum_x: jax.Array
+    momentum_y: jax.Array
+    heat: jax.Array
+    moisture: jax.Array
+    friction_velocity: jax.Array
+
+
+def surface_exner(base: BaseState, grid: Grid):
+    """Exner function at the ground, hydrostatic from the lowest level [1]."""
+    return base.pi0[0] + constants.GRAVITY * (0.5 * grid.dz) / (constants.CP * base.thrho0[0])
+
+
+def surface_state(base: BaseState, grid: Grid, *, temperature=None, potential_temperature=None):
+    """``(th_s, q_sat)``: the surface potential temperature [K] and the saturation
+    mixing ratio at the surface temperature and pressure [kg kg-1], from a
+    prescribed surface ``temperature`` or ``potential_temperature`` [K]."""
+    if (temperature is None) == (potential_temperature is None):
+        raise ValueError("give exactly one of temperature and potential_temperature")
+    pi_s = surface_exner(base, grid)
+    if temperature is not None:
+        th_s = temperature / pi_s
+    else:
+        th_s = potential_temperature + jnp.zeros_like(pi_s)
+    q_sat = thermo.saturation_mixing_ratio(th_s * pi_s, thermo.pressure_from_exner(pi_s))
+    return th_s, q_sat
+
+
+def bulk_surface_fluxes(state: State, base: BaseState, grid: Grid, *, surface_theta,
+                        surface_saturation, roughness_length, scalar_roughness_length=None,
+                        moisture_availability=1.0, minimum_wind_speed=1.0) -> SurfaceFluxes:
+    """Surface fluxes from the lowest model level (see the module docstring).
+
+    Parameters
+    ----------
+    surface_theta : float or array
+        Surface potential temperature th_s [K].
+    surface_saturation : float or array
+        Saturation mixing ratio at the surface temperature and pressure [kg kg-1].
+    roughness_length, scalar_roughness_length : float
+        z0 for momentum and z0h for heat and moisture [m] (z0h defaults to z0).
+    moisture_availability : float
+        beta in [0, 1]: 1 for a saturated (water) surface, 0 for a dry one.
+    minimum_wind_speed : float
+        Floor on the wind speed U [m s-1] (keeps the exchange alive in free
+        convection).
+    """
+    height = 0.5 * grid.dz
+    uc = op.interp_x_face_to_centre(state.u[..., 0, :, :])
+    vc = op.interp_y_face_to_centre(state.v[..., 0, :, :])
+    th1 = state.th[..., 0, :, :]
+    qv1 = state.qv[..., 0, :, :]
+    speed2 = uc * uc + vc * vc
+    floor2 = minimum_wind_speed ** 2
+    # sqrt of at least the floor: a zero-derivative-safe square root
+    wind = jnp.sqrt(jnp.maximum(speed2, floor2))
+    q_surface = qv1 + moisture_availability * (surface_saturation - qv1)
+    cd, ch = transfer_coefficients(
+        height, wind, thermo.density_potential_temperature(th1, qv1),
+        thermo.density_potential_temperature(surface_theta, q_surface),
+        roughness_length=roughness_length, scalar_roughness_length=scalar_roughness_length)
+    drag = cd * wind
+    return SurfaceFluxes(
+        momentum_x=-op.interp_x_centre_to_face(drag) * state.u[..., 0, :, :],
+        momentum_y=-op.interp_y_centre_to_face(drag) * state.v[..., 0, :, :],
+        heat=ch * wind * (surface_theta - th1),
+        moisture=ch * wind * (q_surface - qv1),
+        friction_velocity=jnp.sqrt(cd) * wind)
+
+
+def surface_tendency(fluxes: SurfaceFluxes, base: BaseState, grid: Grid) -> State:
+    """Tendencies of the lowest level from the fluxes through the ground: the
+    flux into the bottom face of the lowest cell, m-weighted, over dz."""
+    weight = base.mass_faces[0] / (base.mass[0] * grid.dz)
+    shape = fluxes.heat.shape[:-2] + grid.shape
+    above = jnp.zeros(shape[:-3] + (grid.nz - 1,) + shape[-2:], fluxes.heat.dtype)
+
+    def lowest(flux):
+        return jnp.concatenate([weight * flux[..., None, :, :], above], axis=-3)
+
+    zeros = jnp.zeros(shape, fluxes.heat.dtype)
+    return State(u=lowest(fluxes.momentum_x), v=lowest(fluxes.momentum_y),
+                 w=jnp.zeros(shape[:-3] + grid.w_shape, fluxes.heat.dtype),
+                 th=lowest(fluxes.heat), qv=lowest(fluxes.moisture), pi=zeros)
