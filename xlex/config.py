@@ -13,6 +13,17 @@ SGS_SCHEMES = ("none", "smagorinsky", "dynamic")
 SURFACE_SCHEMES = ("none", "bulk")
 MOMENTUM_SCHEMES = ("weno5", "upwind5")
 
+#: Physics options by group. A Dataset's ``xlex_*`` attributes (a case's
+#: physics, or the options of the run that wrote it) supply the options of a
+#: group unless the call to ``integrate`` names any option of that group.
+PHYSICS_GROUPS = {
+    "sgs": ("sgs", "cs", "prandtl", "stability"),
+    "rotation": ("coriolis", "geostrophic_u", "geostrophic_v"),
+    "surface": ("surface", "surface_temperature", "surface_potential_temperature",
+                "roughness_length", "scalar_roughness_length", "moisture_availability",
+                "minimum_wind_speed"),
+}
+
 #: Default relative residual of the pressure solve, by precision.
 DEFAULT_TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 #: Default iteration cap of each solver.

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from xlex.config import ModelConfig
+from xlex.config import PHYSICS_GROUPS, ModelConfig
 from xlex.errors import BlowUpError, CFLError, OptionError, OptionTypeError, XlexError
 from xlex.io.convert import dataset_to_inputs, states_to_dataset
 from xlex.io.store import (
@@ -84,6 +84,7 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     if unknown:
         raise OptionTypeError(f"unknown option(s) {unknown} for integrate; the model options "
                               f"are {sorted(known)}")
+    options = {**_inherited_physics(ds.attrs, options), **options}
     config = ModelConfig(solver=solver, precision=precision, **options)
     inputs = dataset_to_inputs(ds)
     grid = inputs.grid
@@ -99,6 +100,17 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     with jax.enable_x64(config.precision == "float64"):
         return _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output,
                     progress, store, _append_at)
+
+
+def _inherited_physics(attrs, given) -> dict:
+    """Physics options recorded in the Dataset (``xlex_*``), by group, for the
+    groups the caller named no option of."""
+    recorded = _options_from_attrs(attrs)
+    out = {}
+    for names in PHYSICS_GROUPS.values():
+        if not any(n in given for n in names):
+            out.update({n: recorded[n] for n in names if n in recorded})
+    return out
 
 
 def _check_surface_layer(config: ModelConfig, grid):

@@ -67,3 +67,34 @@ def warm_bubble_state(grid: Grid, base: BaseState, theta_c, *, x_centre=12000.0,
     zeros = jnp.zeros(grid.shape, dtype)
     return State(u=zeros, v=zeros, w=jnp.zeros(grid.w_shape, dtype), th=th,
                  qv=qv.astype(dtype), pi=zeros)
+
+
+def mixed_layer_profile(z, *, theta=300.0, mixed_layer_height=500.0, lapse_rate=0.003):
+    """th(z) [K]: ``theta`` up to ``mixed_layer_height`` [m], then increasing at
+    ``lapse_rate`` [K m-1] (numpy, set-up time)."""
+    z = np.asarray(z, dtype=np.float64)
+    return theta + lapse_rate * np.maximum(z - mixed_layer_height, 0.0)
+
+
+def seeded_perturbation(grid: Grid, *, amplitude, depth, seed, dtype=None):
+    """Uniform random th perturbations in [-amplitude, amplitude] [K] in the cells
+    below ``depth`` [m], with zero horizontal mean on each level, reproducible
+    from ``seed``."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(-amplitude, amplitude, size=grid.shape)
+    noise -= noise.mean(axis=(1, 2), keepdims=True)
+    noise[grid.centres("z") >= depth] = 0.0
+    return jnp.asarray(noise, dtype or jnp.result_type(float))
+
+
+def convective_boundary_layer_state(grid: Grid, base: BaseState, *, u=0.0, v=0.0,
+                                    perturbation=0.1, perturbation_depth=500.0, seed=0
+                                    ) -> State:
+    """The base state with a uniform wind (u, v) [m s-1] and seeded th noise."""
+    dtype = base.th0.dtype
+    th = base.th0[:, None, None] + seeded_perturbation(
+        grid, amplitude=perturbation, depth=perturbation_depth, seed=seed, dtype=dtype)
+    qv = jnp.broadcast_to(base.qv0[:, None, None], grid.shape)
+    zeros = jnp.zeros(grid.shape, dtype)
+    return State(u=zeros + jnp.asarray(u, dtype), v=zeros + jnp.asarray(v, dtype),
+                 w=jnp.zeros(grid.w_shape, dtype), th=th, qv=qv, pi=zeros)

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from xlex import initial
+from xlex.config import PHYSICS_GROUPS, ModelConfig
 from xlex.errors import OptionError, OptionTypeError
 from xlex.grid import Grid
 from xlex.io.convert import coordinates, states_to_dataset
@@ -150,4 +151,144 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
              "case_keep_relative_humidity": int(bool(keep_relative_humidity)),
              "surface_pressure": float(surface_pressure),
              "title": f"xlex moist warm bubble, theta_c = {theta_c:g} K, {grid.describe()}"}
+    return states_to_dataset(fields, base_np, coordinates(grid), [0.0], attrs=attrs)
+
+
+@_keyword_options
+def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_length=4000.0,
+                              z_length=2000.0, theta0=300.0, mixed_layer_height=500.0,
+                              lapse_rate=0.003, relative_humidity=0.2, surface_pressure=1.0e5,
+                              u=0.0, v=0.0, surface_heating=5.0, roughness_length=0.1,
+                              moisture_availability=0.0, sgs="smagorinsky", perturbation=0.1,
+                              perturbation_depth=None, seed=0):
+    """A convective boundary layer over a heated surface, as an initial Dataset.
+
+    A well-mixed layer of potential temperature ``theta0`` up to
+    ``mixed_layer_height``, capped by a stably stratified free atmosphere
+    (th increasing at ``lapse_rate``), hydrostatic, with relative humidity
+    ``relative_humidity``, a uniform wind (u, v) and uniform random th
+    perturbations of +-``perturbation`` K (zero mean on each level) below
+    ``perturbation_depth``, reproducible from ``seed``. The ground is held at
+    the potential temperature ``theta0 + surface_heating``.
+
+    The surface and subgrid physics the case is meant for are recorded as
+    ``xlex_*`` attributes, which :meth:`Dataset.lex.integrate` uses unless the
+    call names options of the same group itself: ``surface='bulk'`` with
+    ``surface_potential_temperature``, ``roughness_length`` and
+    ``moisture_availability``, and ``sgs`` (default Smagorinsky). So
+
+    >>> ds0 = xlex.cases.convective_boundary_layer(dx=200.0)
+    >>> out = ds0.lex.integrate("1h", dt=10.0, output_every="10min")
+
+    runs the heated boundary layer with bulk surface fluxes and Smagorinsky.
+
+    Parameters
+    ----------
+    dx : float
+        Horizontal grid spacing in x [m] (100).
+    dy : float, optional
+        Spacing in y [m]; default ``dx``.
+    dz : float
+        Vertical spacing [m] (50).
+    x_length, y_length, z_length : float
+        Domain size [m] (4 x 4 x 2 km).
+    theta0 : float
+        Potential temperature of the mixed layer [K].
+    mixed_layer_height : float
+        Initial depth of the mixed layer [m].
+    lapse_rate : float
+        d(th)/dz above the mixed layer [K m-1] (>= 0; 0.003 = 3 K/km).
+    relative_humidity : float
+        Relative humidity of the initial state, a fraction.
+    surface_pressure : float
+        Pressure at the ground [Pa].
+    u, v : float
+        Uniform initial wind [m s-1].
+    surface_heating : float
+        Ground potential temperature minus ``theta0`` [K].
+    roughness_length : float
+        Roughness length for momentum and scalars [m].
+    moisture_availability : float
+        Fraction of the saturation deficit the ground supplies (0: dry, 1: water).
+    sgs : {'smagorinsky', 'dynamic', 'none'}
+        Subgrid scheme recorded for the run.
+    perturbation : float
+        Amplitude of the random th perturbations [K].
+    perturbation_depth : float, optional
+        Perturbations are put in the cells below this height [m]; default
+        ``mixed_layer_height``.
+    seed : int
+        Seed of the perturbations.
+
+    Returns
+    -------
+    xarray.Dataset
+        The initial state at 0 s, base state (the unperturbed profile), every
+        parameter in ``case_*`` attributes and the run's physics in ``xlex_*``
+        attributes.
+    """
+    dx = _number("dx", dx)
+    dy = dx if dy is None else _number("dy", dy)
+    dz = _number("dz", dz)
+    lengths = {n: _number(n, val) for n, val in (("x_length", x_length),
+                                                  ("y_length", y_length),
+                                                  ("z_length", z_length))}
+    for n, val in (("theta0", theta0), ("surface_pressure", surface_pressure),
+                   ("mixed_layer_height", mixed_layer_height)):
+        _number(n, val)
+    for n, val in (("lapse_rate", lapse_rate), ("u", u), ("v", v),
+                   ("surface_heating", surface_heating), ("perturbation", perturbation)):
+        _number(n, val, positive=False)
+    if lapse_rate < 0:
+        raise OptionError(f"lapse_rate is d(th)/dz of the free atmosphere and must be >= 0 "
+                          f"(stable), got {lapse_rate!r}")
+    if perturbation < 0:
+        raise OptionError(f"perturbation is an amplitude and must be >= 0, got {perturbation!r}")
+    rh = _number("relative_humidity", relative_humidity, positive=False)
+    if not 0 <= rh <= 1:
+        raise OptionError(f"relative_humidity is a fraction in [0, 1] (0.1 = 10 %), got {rh!r}")
+    depth = float(mixed_layer_height) if perturbation_depth is None else _number(
+        "perturbation_depth", perturbation_depth)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise OptionTypeError(f"seed must be an integer, got {seed!r}")
+    if mixed_layer_height >= lengths["z_length"]:
+        raise OptionError(f"mixed_layer_height={mixed_layer_height:g} m must be below the "
+                          f"domain top z_length={lengths['z_length']:g} m")
+    physics = ModelConfig(sgs=sgs, surface="bulk",
+                          surface_potential_temperature=float(theta0) + float(surface_heating),
+                          roughness_length=_number("roughness_length", roughness_length),
+                          moisture_availability=_number("moisture_availability",
+                                                        moisture_availability, positive=False))
+    grid = Grid(nx=_cells(lengths["x_length"], dx, "x"), ny=_cells(lengths["y_length"], dy, "y"),
+                nz=_cells(lengths["z_length"], dz, "z"), dx=dx, dy=dy, dz=dz)
+    if grid.nz < 2 or depth <= 0.5 * dz:
+        raise OptionError(f"perturbation_depth={depth:g} m holds no cell centre (lowest at "
+                          f"{0.5 * dz:g} m); use a deeper layer or a smaller dz")
+
+    def theta(z):
+        return initial.mixed_layer_profile(z, theta=float(theta0),
+                                           mixed_layer_height=float(mixed_layer_height),
+                                           lapse_rate=float(lapse_rate))
+
+    with jax.enable_x64(True):
+        base = initial.moist_base_state(grid, theta=theta, relative_humidity=rh,
+                                        surface_pressure=float(surface_pressure))
+        state = initial.convective_boundary_layer_state(
+            grid, base, u=float(u), v=float(v), perturbation=float(perturbation),
+            perturbation_depth=depth, seed=int(seed))
+        fields = {k: np.asarray(getattr(state, k))[None]
+                  for k in ("u", "v", "w", "th", "qv", "pi")}
+        base_np = {k: np.asarray(getattr(base, k)) for k in ("th0", "qv0", "pi0")}
+    attrs = {"case": "convective_boundary_layer", "case_dx": dx, "case_dy": dy, "case_dz": dz,
+             "case_x_length": lengths["x_length"], "case_y_length": lengths["y_length"],
+             "case_z_length": lengths["z_length"], "case_theta0": float(theta0),
+             "case_mixed_layer_height": float(mixed_layer_height),
+             "case_lapse_rate": float(lapse_rate), "case_relative_humidity": rh,
+             "case_u": float(u), "case_v": float(v),
+             "case_surface_heating": float(surface_heating),
+             "case_perturbation": float(perturbation), "case_perturbation_depth": depth,
+             "case_seed": int(seed), "surface_pressure": float(surface_pressure),
+             "title": f"xlex convective boundary layer, {grid.describe()}"}
+    attrs.update({k: v for k, v in physics.as_attrs().items()
+                  if k.removeprefix("xlex_") in PHYSICS_GROUPS["sgs"] + PHYSICS_GROUPS["surface"]})
     return states_to_dataset(fields, base_np, coordinates(grid), [0.0], attrs=attrs)
