@@ -300,3 +300,122 @@ def test_too_coarse_grid_is_an_option_error():
     # 24 km / 6 km = 4 cells is below the WENO5 stencil
     with pytest.raises(OptionError):
         xlex.cases.warm_bubble(dx=6000.0)
+
+
+# --- convective boundary layer ------------------------------------------------
+
+CBL_SMALL = dict(dx=400.0, dz=100.0, x_length=2400.0, y_length=2800.0, z_length=1500.0)
+
+
+@pytest.fixture(scope="module")
+def cbl():
+    return xlex.cases.convective_boundary_layer(**CBL_SMALL)
+
+
+def test_cbl_profile_mixed_layer_then_stable(cbl):
+    z = cbl.zh.values
+    th0 = cbl.th0.values
+    below = z < 500.0
+    np.testing.assert_allclose(th0[below], 300.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(th0[~below], 300.0 + 0.003 * (z[~below] - 500.0), atol=1e-12)
+    # the free atmosphere is stable: N^2 > 0 above the mixed layer
+    assert np.all(np.diff(th0[~below]) > 0)
+
+
+def test_cbl_hydrostatic_and_relative_humidity(cbl):
+    pi0 = cbl.pi0.values
+    thrho0 = cbl.th0.values * (1 + xlex.constants.VIRTUAL * cbl.qv0.values)
+    dz = 100.0
+    # c_p th_rho d(pi)/dz = -g, centred between levels
+    lhs = xlex.constants.CP * 0.5 * (thrho0[1:] + thrho0[:-1]) * np.diff(pi0) / dz
+    np.testing.assert_allclose(lhs, -xlex.constants.GRAVITY, rtol=2e-4)
+    rh = bolton_rh(cbl.th0.values, cbl.qv0.values, pi0)
+    np.testing.assert_allclose(rh, 0.2, rtol=1e-6)
+
+
+def test_cbl_perturbations_seeded_zero_mean_and_shallow(cbl):
+    pert = (cbl.th - cbl.th0).isel(time=0)
+    inside = pert.where(cbl.zh < 500.0, drop=True)
+    above = pert.where(cbl.zh >= 500.0, drop=True)
+    assert float(abs(inside).max()) <= 0.2 + 1e-12  # +-0.1 K, minus a level mean
+    assert float(inside.std()) > 0.03
+    np.testing.assert_allclose(inside.mean(("xh", "yh")), 0.0, atol=1e-14)
+    assert float(abs(above).max()) == 0.0
+    again = xlex.cases.convective_boundary_layer(**CBL_SMALL)
+    other = xlex.cases.convective_boundary_layer(**CBL_SMALL, seed=1)
+    assert (again.th == cbl.th).all()
+    assert not (other.th == cbl.th).all()
+    for name in ("u", "v", "w", "pipert"):
+        assert float(abs(cbl[name]).max()) == 0.0
+
+
+def test_cbl_records_its_physics(cbl):
+    assert cbl.attrs["xlex_surface"] == "bulk"
+    assert cbl.attrs["xlex_sgs"] == "smagorinsky"
+    assert cbl.attrs["xlex_surface_potential_temperature"] == 305.0
+    assert cbl.attrs["xlex_roughness_length"] == 0.1
+    assert cbl.attrs["case"] == "convective_boundary_layer"
+    assert "xlex_solver" not in cbl.attrs  # numerics are the caller's
+
+
+def test_cbl_options_inherited_by_group(cbl):
+    run = dict(duration="40s", dt=20.0, output_every="20s", progress=False,
+               precision="float64")
+    out = cbl.lex.integrate(**run)
+    assert out.attrs["xlex_surface"] == "bulk" and "hfx" in out
+    assert out.attrs["xlex_sgs"] == "smagorinsky" and "km" in out
+    assert float(out.hfx.isel(time=0).mean()) > 0  # the heated ground warms the air
+    # naming any option of a group replaces the whole group
+    plain = cbl.lex.integrate(**run, surface="none", sgs="none")
+    assert plain.attrs["xlex_surface"] == "none" and "hfx" not in plain and "km" not in plain
+    wet = cbl.lex.integrate(**run, surface="bulk", surface_temperature=290.0)
+    assert wet.attrs["xlex_surface_potential_temperature"] == "none"
+    assert float(wet.hfx.isel(time=0).mean()) < 0  # a cold ground
+    assert wet.attrs["xlex_sgs"] == "smagorinsky"
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(lapse_rate=-0.001), OptionError, "lapse_rate"),
+    (dict(mixed_layer_height=3000.0), OptionError, "mixed_layer_height"),
+    (dict(sgs="bogus"), OptionError, "sgs"),
+    (dict(seed=1.5), OptionTypeError, "seed"),
+    (dict(perturbation=-1.0), OptionError, "perturbation"),
+    (dict(moisture_availability=2.0), OptionError, "moisture_availability"),
+    (dict(roughness_length=0.0), OptionError, "roughness_length"),
+    (dict(dz=70.0), OptionError, "dz"),
+    (dict(heat_flux=0.1), OptionTypeError, "heat_flux"),
+])
+def test_cbl_bad_options(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        xlex.cases.convective_boundary_layer(**kwargs)
+
+
+def mixed_layer_depth(th_mean, z, excess=0.25):
+    """Lowest height where the level-mean th exceeds its minimum by ``excess`` K,
+    above that minimum (the base of the capping stable layer)."""
+    k_min = int(np.argmin(th_mean))
+    above = np.nonzero(th_mean[k_min:] > th_mean[k_min] + excess)[0]
+    return z[k_min + above[0]]
+
+
+def test_cbl_deepens_and_mixes_over_an_hour():
+    ds0 = xlex.cases.convective_boundary_layer(dx=200.0)
+    out = ds0.lex.integrate("1h", dt=10.0, output_every="20min", progress=False,
+                            precision="float64")
+    z = out.zh.values
+    th = out.th.mean(("xh", "yh")).values
+    depths = [mixed_layer_depth(t, z) for t in th]
+    # deepens by entrainment: several levels in an hour, never shallower
+    assert depths[-1] >= depths[0] + 200.0, depths
+    assert all(b >= a for a, b in zip(depths, depths[1:], strict=False)), depths
+    # the air warms: the heated ground feeds the layer
+    assert float(out.hfx.isel(time=-1).mean()) > 50.0
+    assert th[-1][5] > th[0][5] + 0.5
+    # the mixed layer (0.2 - 0.8 of its depth) is near uniform, against the
+    # 3 K/km of the free atmosphere over the same depth
+    zi = depths[-1]
+    layer = (z > 0.2 * zi) & (z < 0.8 * zi)
+    spread = th[-1][layer].max() - th[-1][layer].min()
+    assert spread < 0.1 * (0.003 * 0.6 * zi), (spread, zi)
+    # and convecting: resolved updraughts of order 1 m/s
+    assert 0.5 < float(out.w.isel(time=-1).max()) < 10.0

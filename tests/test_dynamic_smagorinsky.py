@@ -57,16 +57,19 @@ def fourier_field(grid, rng, *, n_modes, amplitude, x="centre", y="centre", z="c
     return out
 
 
-def smooth_state(grid, seed=0, *, speed=3.0, lapse=0.001):
+def smooth_state(grid, seed=0, *, speed=10.0, lapse=0.011):
     """Smooth random u, v, w (w = 0 on the walls), stably stratified th with random
-    perturbations, and moist qv."""
+    perturbations, and moist qv. The velocity scale and the lapse rate are strong enough
+    that |S|^2 and N^2 / Pr are comparable (the stability term matters) and that N^2, a
+    difference of th ~ 300 K between levels, keeps ~1e-13 relative round-off: with
+    0.05 K between levels it would be ~1e-12, amplified further by sqrt near 0."""
     rng = np.random.default_rng(seed)
     u = fourier_field(grid, rng, n_modes=8, amplitude=speed, x="face")
     v = fourier_field(grid, rng, n_modes=8, amplitude=speed, y="face")
     w = fourier_field(grid, rng, n_modes=8, amplitude=0.5 * speed, z="face", odd=True)
     w[0] = w[-1] = 0.0
     z = grid.centres("z")[:, None, None]
-    th = 300.0 + lapse * z + fourier_field(grid, rng, n_modes=6, amplitude=0.05)
+    th = 300.0 + lapse * z + fourier_field(grid, rng, n_modes=6, amplitude=50.0 * lapse)
     qv = 6e-3 + fourier_field(grid, rng, n_modes=6, amplitude=1e-3)
     return State(u=jnp.asarray(u), v=jnp.asarray(v), w=jnp.asarray(w), th=jnp.asarray(th),
                  qv=jnp.asarray(qv), pi=jnp.zeros(grid.shape))
@@ -203,3 +206,396 @@ def plane_ratio(state, grid=GRID, **options):
     lm = sum(w[k] * np.asarray(lij[k]) * np.asarray(mij[k]) for k in PAIRS)
     mm = sum(w[k] * np.asarray(mij[k]) ** 2 for k in PAIRS)
     return lm.mean(axis=(1, 2)) / mm.mean(axis=(1, 2))
+
+
+def cascade_state(grid=GRID):
+    """A smooth field whose plane-averaged Germano contraction <L:M> is positive on every
+    level without the stability term (the resolved scales hand energy down), so that
+    C(z) > 0 there and the invariance tests compare non-zero coefficients."""
+    s = smooth_state(grid, seed=7)
+    return replace(s, u=-s.u, v=-s.v, w=-s.w)
+
+
+# --------------------------------------------------------------------------- 1. reference
+
+REFERENCE_SEED = 5  # C(z) > 0 on some levels and clipped to 0 on others, with and without N^2
+
+
+@pytest.mark.parametrize("stability", [False, True])
+def test_germano_tensors_and_coefficient_match_numpy_reference(stability):
+    state = smooth_state(GRID, REFERENCE_SEED)
+    ref = ref_dynamic(state, GRID, stability=stability)
+    lij, mij = dyn.germano_tensors(state, GRID, prandtl=PR, stability=stability)
+    assert sorted(lij) == sorted(mij) == PAIRS
+    for k in PAIRS:
+        for name, got, want in (("L", lij[k], ref["L"][k]), ("M", mij[k], ref["M"][k])):
+            got = np.asarray(got)
+            assert got.shape == GRID.shape, (name, k)
+            scale = np.max(np.abs(ref[name]))
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * scale,
+                                       err_msg=f"{name}{k}")
+    # symmetric and deviatoric
+    for name in ("L", "M"):
+        t = ref[name]
+        assert np.max(np.abs(np.trace(t))) <= 1e-13 * np.max(np.abs(t))
+    np.testing.assert_allclose(np.asarray(lij[(0, 0)] + lij[(1, 1)] + lij[(2, 2)]), 0.0,
+                               atol=1e-13 * np.max(np.abs(ref["L"])))
+
+    c = coefficient(state, prandtl=PR, stability=stability)
+    ratio = ref["lm"] / ref["mm"]
+    # the field exercises both branches of the clipping
+    assert np.sum(ratio > 1e-3) >= 2 and np.sum(ratio < -1e-3) >= 2, ratio
+    np.testing.assert_allclose(c, ref["C"], rtol=1e-12, atol=0)
+    assert np.all(c[ratio < 0] == 0.0)
+    np.testing.assert_allclose(plane_ratio(state, prandtl=PR, stability=stability), ratio,
+                               rtol=1e-12)
+
+
+def test_stability_term_acts_on_the_reference_field():
+    """The stable stratification of the reference field switches |S|_N off at some
+    points, not everywhere, and changes C(z): the stability=True comparison above is not
+    a repeat of the neutral one."""
+    state = smooth_state(GRID, REFERENCE_SEED)
+    ref = ref_dynamic(state, GRID, stability=True)
+    off = ref_dynamic(state, GRID, stability=False)
+    clipped = np.mean(ref["mag"] == 0.0)
+    assert 0.05 < clipped < 0.5, clipped
+    assert np.max(np.abs(ref["C"] - off["C"])) > 0.1 * np.max(off["C"])
+    n2 = np.asarray(sm.brunt_vaisala_squared(state.th, state.qv, GRID))
+    np.testing.assert_allclose(n2, ref_n2(np.asarray(state.th), np.asarray(state.qv), GRID),
+                               rtol=0, atol=1e-13 * np.max(np.abs(n2)))
+    # a different Prandtl number moves the coefficient, as the reference says
+    c = coefficient(state, prandtl=0.7, stability=True)
+    np.testing.assert_allclose(c, ref_dynamic(state, GRID, stability=True, prandtl=0.7)["C"],
+                               rtol=1e-12, atol=0)
+    assert np.max(np.abs(c - ref["C"])) > 1e-3 * np.max(ref["C"])
+
+
+def test_centred_velocity_and_strain_match_reference():
+    state = smooth_state(GRID, 1)
+    vel = ref_centred_velocity(*(np.asarray(getattr(state, n)) for n in ("u", "v", "w")))
+    got = dyn.centred_velocity(state.u, state.v, state.w)
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(got[i]), vel[i], rtol=0,
+                                   atol=1e-15 * np.max(np.abs(vel)))
+    s = dyn.centred_strain(*got, GRID)
+    ref = ref_strain(vel, GRID)
+    for (i, j) in PAIRS:
+        np.testing.assert_allclose(np.asarray(s[(i, j)]), ref[i, j], rtol=0,
+                                   atol=1e-13 * np.max(np.abs(ref)))
+
+
+def test_batched_state_matches_single_states():
+    """A leading ensemble axis is carried through (the driver vmaps, a user may not)."""
+    states = [smooth_state(GRID, seed) for seed in (2, REFERENCE_SEED)]
+    batch = jax.tree.map(lambda *a: jnp.stack(a), *states)
+    c = np.asarray(dyn.dynamic_coefficient(batch, GRID))
+    assert c.shape == (2, GRID.nz, 1, 1)
+    for b, s in enumerate(states):
+        np.testing.assert_allclose(c[b, :, 0, 0], coefficient(s), rtol=1e-13, atol=0)
+    k = dyn.dynamic_smagorinsky_viscosity(batch, GRID)
+    np.testing.assert_allclose(np.asarray(k.km[1]),
+                               np.asarray(dyn.dynamic_smagorinsky_viscosity(states[1], GRID).km),
+                               rtol=1e-13, atol=0)
+
+
+# --------------------------------------------------------------------------- 2. least squares
+
+
+def random_symmetric(rng, shape):
+    a = rng.normal(size=(3, 3) + shape)
+    return 0.5 * (a + a.transpose(1, 0, 2, 3, 4))
+
+
+def as_pairs(t):
+    return {(i, j): jnp.asarray(t[i, j]) for (i, j) in PAIRS}
+
+
+def orthogonal_part(r, m):
+    """r minus its projection on m, plane by plane, in the full contraction <r:m>."""
+    rm = np.mean(np.sum(r * m, axis=(0, 1)), axis=(1, 2), keepdims=True)
+    mm = np.mean(np.sum(m * m, axis=(0, 1)), axis=(1, 2), keepdims=True)
+    return r - (rm / mm)[None, None] * m
+
+
+@pytest.mark.parametrize("cs", [0.17, 0.1])
+def test_least_squares_recovers_a_prescribed_coefficient(cs):
+    """L = cs^2 M + R with R orthogonal to M on every plane: C(z) = cs^2 per level, although
+    R is as large as cs^2 M and varies from level to level."""
+    rng = np.random.default_rng(11)
+    shape = GRID.shape
+    m = random_symmetric(rng, shape) * rng.uniform(0.5, 2.0, size=(GRID.nz, 1, 1))
+    r = orthogonal_part(random_symmetric(rng, shape), m)
+    assert np.max(np.abs(np.mean(np.sum(r * m, axis=(0, 1)), axis=(1, 2)))) < 1e-14
+    lij = cs ** 2 * m + 5.0 * cs ** 2 * r
+    c = np.asarray(dyn.least_squares_coefficient(as_pairs(lij), as_pairs(m)))
+    assert c.shape == (GRID.nz, 1, 1)
+    np.testing.assert_allclose(c[:, 0, 0], cs ** 2, rtol=1e-12, atol=0)
+    # and a level-dependent coefficient, level by level
+    profile = cs ** 2 * (1.0 + np.arange(GRID.nz))[:, None, None]
+    c = np.asarray(dyn.least_squares_coefficient(as_pairs(profile * m + r), as_pairs(m)))
+    np.testing.assert_allclose(c, profile, rtol=1e-12, atol=0)
+
+
+def test_least_squares_clips_negative_coefficients_and_empty_planes():
+    rng = np.random.default_rng(12)
+    m = random_symmetric(rng, GRID.shape)
+    r = orthogonal_part(random_symmetric(rng, GRID.shape), m)
+    sign = np.where(np.arange(GRID.nz) % 2 == 0, 1.0, -1.0)[:, None, None]
+    c = np.asarray(dyn.least_squares_coefficient(as_pairs(sign * 0.03 * m + r), as_pairs(m)))
+    np.testing.assert_allclose(c[0::2, 0, 0], 0.03, rtol=1e-12, atol=0)
+    assert np.all(c[1::2] == 0.0)
+    # where M vanishes on a whole plane (a flow at rest there) C is 0, not NaN
+    m[:, :, 2] = 0.0
+    c = np.asarray(dyn.least_squares_coefficient(as_pairs(0.03 * m + r), as_pairs(m)))
+    assert np.all(np.isfinite(c)) and c[2, 0, 0] == 0.0
+    np.testing.assert_allclose(np.delete(c[:, 0, 0], 2), 0.03, rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------- 3. invariances
+
+
+def mirror_x(s):
+    """x -> Lx - x: u[i] (at x = i dx) comes from face nx - i and changes sign; the centred
+    fields' column i comes from column nx - 1 - i."""
+    def flip(a):
+        return a[..., ::-1]
+    return replace(s, u=-jnp.roll(flip(s.u), 1, axis=-1), v=flip(s.v), w=flip(s.w),
+                   th=flip(s.th), qv=flip(s.qv))
+
+
+def mirror_y(s):
+    def flip(a):
+        return a[..., ::-1, :]
+    return replace(s, u=flip(s.u), v=-jnp.roll(flip(s.v), 1, axis=-2), w=flip(s.w),
+                   th=flip(s.th), qv=flip(s.qv))
+
+
+def test_cascade_field_has_positive_coefficient_on_every_level():
+    """The premise of the invariance tests below."""
+    for stability in (False, True):
+        ratio = ref_dynamic(cascade_state(), GRID, stability=stability)["lm"]
+        if not stability:
+            assert np.all(ratio > 0), ratio
+        else:
+            assert np.sum(ratio > 0) >= GRID.nz // 2, ratio
+    c = coefficient(cascade_state(), stability=False)
+    assert np.all(c > 1e-4), c
+
+
+@pytest.mark.parametrize("stability", [False, True])
+def test_galilean_invariance(stability):
+    """A uniform (u0, v0) added to the flow changes neither L (the Leonard stress of a
+    sum with a constant) nor M (strains): C(z) to round-off."""
+    s = cascade_state()
+    moved = replace(s, u=s.u + 5.3, v=s.v - 2.1)
+    c = coefficient(s, stability=stability)
+    assert np.max(c) > 1e-3
+    np.testing.assert_allclose(coefficient(moved, stability=stability), c, rtol=1e-11,
+                               atol=1e-14)
+
+
+def test_scale_invariance():
+    """L and M are both quadratic in the velocity: C(lambda u) = C(u) (without the
+    stability term, which has its own velocity scale)."""
+    s = cascade_state()
+    lam = 3.7
+    scaled = replace(s, u=lam * s.u, v=lam * s.v, w=lam * s.w)
+    c = coefficient(s, stability=False)
+    np.testing.assert_allclose(coefficient(scaled, stability=False), c, rtol=1e-12, atol=0)
+    # and the viscosity then scales as the strain, lambda^1
+    km = np.asarray(dyn.dynamic_smagorinsky_viscosity(s, GRID, stability=False).km)
+    km_scaled = np.asarray(dyn.dynamic_smagorinsky_viscosity(scaled, GRID, stability=False).km)
+    np.testing.assert_allclose(km_scaled, lam * km, rtol=1e-12, atol=1e-14 * np.max(km))
+
+
+@pytest.mark.parametrize("stability", [False, True])
+@pytest.mark.parametrize("mirror", [mirror_x, mirror_y], ids=["x", "y"])
+def test_mirror_symmetry(mirror, stability):
+    """Reflecting the flow in a horizontal direction flips the sign of L_xy, L_xz and of
+    M_xy, M_xz alike: C(z) unchanged."""
+    s = cascade_state()
+    flipped = mirror(s)
+    # the reflection is right: the mirrored flow's centred u is the reflected, negated one
+    uc = np.asarray(dyn.centred_velocity(s.u, s.v, s.w)[0])
+    ucf = np.asarray(dyn.centred_velocity(flipped.u, flipped.v, flipped.w)[0])
+    if mirror is mirror_x:
+        np.testing.assert_allclose(ucf, -uc[..., ::-1], rtol=0, atol=1e-15)
+    c = coefficient(s, stability=stability)
+    assert np.max(c) > 1e-3
+    np.testing.assert_allclose(coefficient(flipped, stability=stability), c, rtol=1e-12,
+                               atol=1e-15)
+    assert np.max(np.abs(np.asarray(flipped.u - s.u))) > 0.1
+
+
+def test_vertical_mirror_reverses_the_profile():
+    """z -> Lz - z with w -> -w (the walls map onto each other): C(z) read upside down
+    (stability off: turning th upside down would make the stratification unstable)."""
+    s = cascade_state()
+    flipped = replace(s, u=s.u[::-1], v=s.v[::-1], w=-s.w[::-1], th=s.th[::-1], qv=s.qv[::-1])
+    c = coefficient(s, stability=False)
+    assert np.ptp(c) > 1e-3
+    np.testing.assert_allclose(coefficient(flipped, stability=False), c[::-1], rtol=1e-12,
+                               atol=0)
+
+
+@pytest.mark.parametrize("stability", [False, True])
+def test_exchange_of_x_and_y(stability):
+    """Transposing x and y (with u <-> v, on a grid with nx <-> ny and dx <-> dy): the
+    contraction over all tensor components makes C(z) the same."""
+    s = cascade_state()
+    swapped_grid = Grid(nx=GRID.ny, ny=GRID.nx, nz=GRID.nz, dx=GRID.dy, dy=GRID.dx,
+                        dz=GRID.dz)
+
+    def t(a):
+        return jnp.swapaxes(a, -1, -2)
+    swapped = replace(s, u=t(s.v), v=t(s.u), w=t(s.w), th=t(s.th), qv=t(s.qv))
+    c = coefficient(s, stability=stability)
+    np.testing.assert_allclose(coefficient(swapped, swapped_grid, stability=stability), c,
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("stability", [False, True])
+def test_time_reversal_flips_the_sign_of_the_fit(stability):
+    """u -> -u leaves L (quadratic) and |S|_N unchanged but flips M = 2 Delta^2 (^(|S|S) -
+    4 |^S| ^S): the fitted coefficient changes sign, so backscatter and forward scatter
+    are told apart, and at most one of C(u), C(-u) is non-zero on each level."""
+    s = cascade_state()
+    back = replace(s, u=-s.u, v=-s.v, w=-s.w)
+    l1, m1 = dyn.germano_tensors(s, GRID, stability=stability)
+    l2, m2 = dyn.germano_tensors(back, GRID, stability=stability)
+    for k in PAIRS:
+        scale = float(jnp.max(jnp.abs(m1[k]))) + float(jnp.max(jnp.abs(l1[k])))
+        np.testing.assert_allclose(np.asarray(l2[k]), np.asarray(l1[k]), atol=1e-14 * scale)
+        np.testing.assert_allclose(np.asarray(m2[k]), -np.asarray(m1[k]), atol=1e-14 * scale)
+    np.testing.assert_allclose(plane_ratio(back, stability=stability),
+                               -plane_ratio(s, stability=stability), rtol=1e-12)
+    c1, c2 = coefficient(s, stability=stability), coefficient(back, stability=stability)
+    assert np.all(c1 * c2 == 0.0) and np.max(c1) > 1e-3
+
+
+# --------------------------------------------------------------------------- 4. rest
+
+
+def bubble_at_rest(grid=GRID):
+    """The warm bubble at rest: no motion, but th and qv vary in all three directions
+    (N^2 < 0 under the bubble's top, so |S|_N > 0 there with the stability term)."""
+    base = moist_base_state(grid)
+    lz, ly, lx = grid.lengths
+    return warm_bubble_state(grid, base, 3.0, x_centre=0.4 * lx, y_centre=0.5 * ly,
+                             z_centre=0.3 * lz, x_radius=0.3 * lx, y_radius=0.3 * ly,
+                             z_radius=0.3 * lz)
+
+
+@pytest.mark.parametrize("stability", [False, True])
+def test_flow_at_rest_has_zero_coefficient_and_finite_gradient(stability):
+    state = bubble_at_rest()
+    # the stability term alone would give a viscosity here: the dynamic one must not
+    unit = sm.smagorinsky_viscosity(state, GRID, cs=1.0, stability=stability)
+    assert (float(jnp.max(unit.km)) > 0) == stability
+    c = coefficient(state, stability=stability)
+    assert np.all(np.isfinite(c)) and np.all(c == 0.0)
+    k = dyn.dynamic_smagorinsky_viscosity(state, GRID, stability=stability)
+    assert np.all(np.asarray(k.km) == 0.0) and np.all(np.asarray(k.kh) == 0.0)
+
+    def total(s):
+        return jnp.sum(dyn.dynamic_smagorinsky_viscosity(s, GRID, stability=stability).km)
+
+    def coefficients(s):
+        return jnp.sum(dyn.dynamic_coefficient(s, GRID, stability=stability))
+
+    for f in (total, coefficients):
+        grad = jax.jit(jax.grad(f))(state)
+        for name in ("u", "v", "w", "th", "qv", "pi"):
+            g = np.asarray(getattr(grad, name))
+            assert g.shape == getattr(state, name).shape
+            assert np.all(np.isfinite(g)), (f.__name__, name)
+
+
+def test_uniform_flow_has_zero_coefficient():
+    """A uniform wind has no strain, so M = 0 on every plane: C = 0 (not NaN)."""
+    state = replace(bubble_at_rest(), u=jnp.full(GRID.shape, 7.3),
+                    v=jnp.full(GRID.shape, -2.9))
+    for stability in (False, True):
+        c = coefficient(state, stability=stability)
+        assert np.all(c == 0.0)
+        km = np.asarray(dyn.dynamic_smagorinsky_viscosity(state, GRID, stability=stability).km)
+        assert np.all(km == 0.0)
+
+
+def test_gradient_of_a_moving_flow_matches_finite_differences():
+    """d/d eps sum(km(u + eps du)) by jvp agrees with a centred difference: the
+    procedure is differentiable where C > 0 (for learning through the model)."""
+    s = cascade_state()
+    rng = np.random.default_rng(3)
+    direction = replace(jax.tree.map(jnp.zeros_like, s),
+                        u=rng.normal(size=GRID.shape), v=rng.normal(size=GRID.shape))
+
+    def total(state):
+        return jnp.sum(dyn.dynamic_smagorinsky_viscosity(state, GRID, stability=False).km)
+
+    _, slope = jax.jvp(total, (s,), (direction,))
+    eps = 1e-5
+    plus = total(jax.tree.map(lambda a, d: a + eps * d, s, direction))
+    minus = total(jax.tree.map(lambda a, d: a - eps * d, s, direction))
+    fd = float(plus - minus) / (2 * eps)
+    assert abs(float(slope)) > 0
+    np.testing.assert_allclose(float(slope), fd, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- 5. test filter
+
+
+def test_filter_preserves_constants_and_linear_profiles():
+    const = jnp.full(GRID.shape, 301.25)
+    np.testing.assert_allclose(np.asarray(dyn.test_filter(const)), 301.25, rtol=1e-15)
+    z = GRID.centres("z")[:, None, None] + np.zeros(GRID.shape)
+    lin = jnp.asarray(2.0 + 0.03 * z)
+    got = np.asarray(dyn.test_filter(lin))
+    np.testing.assert_allclose(got[1:-1], np.asarray(lin)[1:-1], rtol=1e-14)
+    # at the walls the mirror (zero gradient) pulls the level towards its neighbour
+    np.testing.assert_allclose(got[0], np.asarray(lin)[0] + 0.25 * 0.03 * GRID.dz, rtol=1e-14)
+    np.testing.assert_allclose(got[-1], np.asarray(lin)[-1] - 0.25 * 0.03 * GRID.dz,
+                               rtol=1e-14)
+    # an odd (w-like) constant is pulled towards zero at the walls only
+    odd = np.asarray(dyn.test_filter(const, -1.0))
+    np.testing.assert_allclose(odd[1:-1], 301.25, rtol=1e-15)
+    np.testing.assert_allclose(odd[[0, -1]], 0.5 * 301.25, rtol=1e-15)
+
+
+def test_filter_conserves_horizontal_means():
+    """The periodic horizontal part conserves each plane's mean; the plane means are then
+    filtered in z only (and their even-mirrored sum, the domain mean, is conserved)."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=GRID.shape) + 3.0
+    for parity in (1.0, -1.0):
+        got = np.asarray(dyn.test_filter(jnp.asarray(a), parity))
+        means = a.mean(axis=(1, 2))
+        expected = wall_matrix(GRID.nz, TRAPEZOID, parity) @ means
+        np.testing.assert_allclose(got.mean(axis=(1, 2)), expected, rtol=1e-14)
+        np.testing.assert_allclose(got, ref_filter(a, parity), rtol=1e-14)
+    got = np.asarray(dyn.test_filter(jnp.asarray(a)))
+    np.testing.assert_allclose(got.mean(), a.mean(), rtol=1e-14)
+    # a field with no plane mean keeps none
+    b = a - a.mean(axis=(1, 2), keepdims=True)
+    assert np.max(np.abs(np.asarray(dyn.test_filter(jnp.asarray(b))).mean(axis=(1, 2)))) < 1e-15
+
+
+@pytest.mark.parametrize("kx, ky, m", [(1, 0, 0), (0, 2, 1), (3, 1, 2), (6, 0, 0), (2, 5, 7)])
+def test_filter_transfer_function(kx, ky, m):
+    """Fourier modes are eigenfunctions with eigenvalue cos^2(k d / 2) per direction,
+    including next to the walls (cos modes for the even mirror, sin modes for the odd
+    one): a filter of width 2 Delta that removes the grid-scale (2 dx) wave."""
+    lz, ly, lx = GRID.lengths
+    x = GRID.centres("x")[None, None, :]
+    y = GRID.centres("y")[None, :, None]
+    z = GRID.centres("z")[:, None, None]
+    horizontal = np.cos(2 * np.pi * (kx * x / lx + ky * y / ly) + 0.3)
+    gain = (np.cos(np.pi * kx / GRID.nx) ** 2 * np.cos(np.pi * ky / GRID.ny) ** 2
+            * np.cos(np.pi * m / (2 * GRID.nz)) ** 2)
+    for parity, profile in ((1.0, np.cos(np.pi * m * z / lz)), (-1.0, np.sin(np.pi * m * z / lz))):
+        a = horizontal * profile + np.zeros(GRID.shape)
+        got = np.asarray(dyn.test_filter(jnp.asarray(a), parity))
+        np.testing.assert_allclose(got, gain * a, rtol=0, atol=1e-14)
+    if kx == GRID.nx // 2:
+        assert gain == pytest.approx(0.0, abs=1e-30)

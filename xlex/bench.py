@@ -1,6 +1,6 @@
 """Benchmarks of the step and the pressure solve (``xlex bench``).
 
-For each grid size and solver: compile seconds, seconds per step, seconds per
+For each grid size, subgrid scheme and solver: compile seconds, seconds per step, seconds per
 step spent in the pressure solve, grid-point updates per second, and Krylov
 iterations per solve, on a warm bubble spun up for a few steps so the pressure
 solve has real work.
@@ -40,11 +40,12 @@ def _block(tree):
     return tree
 
 
-def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5, dt=None):
-    """Time one grid size with one solver; returns a dict record."""
+def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5, dt=None,
+               sgs="none"):
+    """Time one grid size with one solver and subgrid scheme; returns a dict record."""
     nx, ny, nz = parse_size(size)
     grid = Grid(nx=nx, ny=ny, nz=nz, dx=24000.0 / nx, dy=24000.0 / ny, dz=12000.0 / nz)
-    config = ModelConfig(solver=solver, precision=precision)
+    config = ModelConfig(solver=solver, precision=precision, sgs=sgs)
     dt = dt if dt is not None else 12.0 * min(grid.dx, grid.dz) / 400.0
     with jax.enable_x64(precision == "float64"):
         base = moist_base_state(grid).astype(config.dtype)
@@ -87,7 +88,7 @@ def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5
         _block(solves_c(star))
         pressure_seconds = time.perf_counter() - t0
     iterations = float(jnp.mean(its.astype(jnp.float32)))
-    return {"size": size, "solver": solver, "precision": precision,
+    return {"size": size, "solver": solver, "sgs": sgs, "precision": precision,
             "compile_seconds": round(compile_seconds, 3),
             "seconds_per_step": per_step,
             "pressure_seconds_per_step": pressure_seconds,
@@ -96,12 +97,15 @@ def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5
 
 
 def run(sizes=DEFAULT_SIZES, solvers=("pcg", "bicgstab"), *, precision="float32", steps=5,
-        spinup=5, report=print):
-    """Benchmark every size with every solver; ``report`` gets each record as done."""
+        spinup=5, report=print, sgs=("none",)):
+    """Benchmark every size with every solver and subgrid scheme; ``report`` gets
+    each record as done."""
     records = []
     for size in sizes:
-        for solver in solvers:
-            rec = bench_case(size, solver, precision=precision, steps=steps, spinup=spinup)
-            records.append(rec)
-            report(rec)
+        for scheme in sgs:
+            for solver in solvers:
+                rec = bench_case(size, solver, precision=precision, steps=steps,
+                                 spinup=spinup, sgs=scheme)
+                records.append(rec)
+                report(rec)
     return records

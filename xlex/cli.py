@@ -54,6 +54,8 @@ def _add_bench(sub):
     p.add_argument("--sizes", default=",".join(("48x48x24", "96x96x48", "192x192x96")),
                    help="comma-separated NXxNYxNZ list")
     p.add_argument("--solvers", default="pcg,bicgstab")
+    p.add_argument("--sgs", default="none",
+                   help="comma-separated subgrid schemes: none, smagorinsky, dynamic (none)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
     p.add_argument("--steps", type=int, default=5, help="timed steps per case (5)")
     p.add_argument("--json", action="store_true", help="print one JSON list of records")
@@ -132,19 +134,24 @@ def cmd_bench(args):
     from xlex import bench
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    schemes = [s.strip() for s in args.sgs.split(",") if s.strip()]
+    from xlex.config import ModelConfig
+    for scheme in schemes:
+        ModelConfig(sgs=scheme)  # a misspelt scheme fails before any compilation
     for s in sizes:
         bench.parse_size(s)
 
     def report(rec):
         if not args.json:
-            print(f"{rec['size']:>12} {rec['solver']:>9} compile {rec['compile_seconds']:7.2f} s"
+            print(f"{rec['size']:>12} {rec['sgs']:>11} {rec['solver']:>9} compile "
+                  f"{rec['compile_seconds']:7.2f} s"
                   f"  step {rec['seconds_per_step']:8.4f} s  pressure "
                   f"{rec['pressure_seconds_per_step']:8.4f} s/step  "
                   f"{rec['points_per_second']:10.3e} points/s  "
                   f"{rec['pressure_iterations']:6.1f} it/solve", flush=True)
 
     records = bench.run(sizes, solvers, precision=args.precision, steps=args.steps,
-                        report=report)
+                        report=report, sgs=schemes)
     if args.json:
         print(json.dumps(records, indent=1))
     return 0
