@@ -419,3 +419,13 @@ def test_cbl_deepens_and_mixes_over_an_hour():
     assert spread < 0.1 * (0.003 * 0.6 * zi), (spread, zi)
     # and convecting: resolved updraughts of order 1 m/s
     assert 0.5 < float(out.w.isel(time=-1).max()) < 10.0
+
+
+def test_cbl_bad_recorded_option_names_the_attribute(cbl):
+    bad = cbl.copy()
+    bad.attrs["xlex_sgs"] = "smag"
+    with pytest.raises(OptionError, match="xlex_sgs attribute"):
+        bad.lex.integrate("20s", dt=10.0, output_every="10s", progress=False)
+    # naming the group in the call overrides the bad record
+    out = bad.lex.integrate("20s", dt=10.0, output_every="20s", progress=False, sgs="none")
+    assert out.attrs["xlex_sgs"] == "none"

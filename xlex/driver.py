@@ -84,8 +84,16 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     if unknown:
         raise OptionTypeError(f"unknown option(s) {unknown} for integrate; the model options "
                               f"are {sorted(known)}")
-    options = {**_inherited_physics(ds.attrs, options), **options}
-    config = ModelConfig(solver=solver, precision=precision, **options)
+    recorded = ds.attrs if isinstance(ds, xr.Dataset) else {}
+    inherited = _inherited_physics(recorded, options)
+    try:
+        config = ModelConfig(solver=solver, precision=precision, **{**inherited, **options})
+    except (OptionError, OptionTypeError) as err:
+        culprits = [n for n in inherited if n in str(err)]
+        if not culprits:
+            raise
+        raise type(err)(f"{err} (from the Dataset's xlex_{culprits[0]} attribute; pass "
+                        f"{culprits[0]}=... to integrate to override it)") from None
     inputs = dataset_to_inputs(ds)
     grid = inputs.grid
     _check_surface_layer(config, grid)
