@@ -33,6 +33,7 @@ VIRTUAL = constants.RV / constants.RD - 1.0
 ZETA_CAP = 10.0
 #: A small grid (z1 = 50 m, z1 / z0 = 500 with the default z0 = 0.1 m).
 GRID = Grid(nx=6, ny=7, nz=4, dx=200.0, dy=250.0, dz=100.0)
+BASE = moist_base_state(GRID)
 
 
 # --------------------------------------------------------------------------- hand calculation
@@ -114,18 +115,18 @@ def exner_to_pressure(pi):
     return constants.P0 * pi ** (constants.CP / constants.RD)
 
 
-def make_state(grid, *, u=0.0, v=0.0, th=300.0, qv=0.0, w=None):
+def make_state(grid, *, u=0.0, v=0.0, th=300.0, qv=0.0):
+    """A State with the given fields (arrays or scalars), w = 0 and pi' = 0."""
     def field(value, shape):
         return jnp.asarray(np.broadcast_to(np.asarray(value, np.float64), shape).copy())
 
-    return State(u=field(u, grid.shape), v=field(v, grid.shape),
-                 w=field(0.0 if w is None else w, grid.w_shape), th=field(th, grid.shape),
-                 qv=field(qv, grid.shape), pi=jnp.zeros(grid.shape))
+    return State(u=field(u, grid.shape), v=field(v, grid.shape), w=jnp.zeros(grid.w_shape),
+                 th=field(th, grid.shape), qv=field(qv, grid.shape), pi=jnp.zeros(grid.shape))
 
 
 def fluxes_of(state, grid=GRID, **options):
     """bulk_surface_fluxes as numpy arrays."""
-    f = sf.bulk_surface_fluxes(state, None, grid, **options)
+    f = sf.bulk_surface_fluxes(state, BASE, grid, **options)
     return {name: np.asarray(getattr(f, name)) for name in
             ("momentum_x", "momentum_y", "heat", "moisture", "friction_velocity")}
 
@@ -242,11 +243,6 @@ def test_guard_ratio_keeps_the_log_profiles_positive_at_the_cap():
     assert np.isfinite(float(cd)) and float(cd) > 0 and np.isfinite(float(ch)) and float(ch) > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "STABILITY_ITERATIONS = 20 fixed-point iterations do not converge for stable Ri_B "
-    "near or above 0.1 (the contraction factor tends to 1 as Ri_B -> 0.2): C_D is off "
-    "by ~1e-6 at Ri_B = 0.1 and by ~20 % at Ri_B = 0.18, although the module claims "
-    "round-off convergence for |Ri_B| <= 0.1"))
 @pytest.mark.parametrize("rib, z0h", [(0.1, 0.1), (0.15, 0.1), (0.18, 0.01)])
 def test_stability_parameter_converges_for_stable_richardson_numbers(rib, z0h):
     height, z0, thv_air = 50.0, 0.1, 300.0
@@ -596,7 +592,7 @@ def test_output_variables_dims_and_units(bulk_run):
         assert out[name].attrs["units"] == units, name
         assert np.all(np.isfinite(out[name].values)), name
     assert "km" not in out and "cs2" not in out
-    assert output_diagnostics(GRID, None, ModelConfig()) is None
+    assert output_diagnostics(GRID, BASE, ModelConfig()) is None
 
 
 def test_output_fluxes_match_hand_calculation_at_start(bulk_run):
@@ -760,7 +756,7 @@ def test_gradient_at_rest_is_finite():
     def stress(scale):
         state = make_state(GRID, th=299.0)
         state = dataclasses.replace(state, u=state.u + scale, v=state.v + 0.5 * scale)
-        f = sf.bulk_surface_fluxes(state, None, GRID, surface_theta=300.0,
+        f = sf.bulk_surface_fluxes(state, BASE, GRID, surface_theta=300.0,
                                    surface_saturation=0.0, roughness_length=0.1)
         return jnp.sum(f.momentum_x + f.heat + f.friction_velocity)
 

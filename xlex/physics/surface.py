@@ -19,8 +19,9 @@ psi_m = 2 ln((1 + x)/2) + ln((1 + x^2)/2) - 2 atan(x) + pi/2,
 psi_h = 2 ln((1 + x^2)/2); for zeta >= 0, psi_m = psi_h = -5 zeta. The
 stability parameter zeta = z1 / L solves zeta = Ri_B (ln(z1/z0) - psi_m)^2 /
 (ln(z1/z0h) - psi_h), with the bulk Richardson number
-Ri_B = g z1 (thv1 - thv_s) / (thv1 U^2), by fixed-point iteration from neutral;
-|zeta| is capped at 10, as in CAM.
+Ri_B = g z1 (thv1 - thv_s) / (thv1 U^2): in closed form on the stable side,
+by fixed-point iteration from neutral on the unstable side; |zeta| is capped
+at 10, as in CAM.
 
 The fluxes are computed once per time step from the state at its start and
 enter the lowest cell as the flux through its bottom face, weighted by the
@@ -43,7 +44,7 @@ from xlex.state import BaseState, State
 
 #: Cap on |zeta| = |z1 / L|.
 ZETA_LIMIT = 10.0
-#: Fixed-point iterations for zeta (converged to round-off for |Ri_B| <= 0.1).
+#: Fixed-point iterations for zeta on the unstable side.
 STABILITY_ITERATIONS = 20
 #: Smallest allowed z1 / z0: below it ln(z1/z0) - psi could change sign at the
 #: zeta cap, and similarity theory does not hold inside the roughness sublayer.
@@ -73,16 +74,36 @@ def bulk_richardson_number(height, wind_speed, thv_air, thv_surface):
 
 def stability_parameter(richardson, height, *, roughness_length, scalar_roughness_length,
                         iterations=STABILITY_ITERATIONS):
-    """zeta = z / L from the bulk Richardson number, by fixed-point iteration."""
+    """zeta = z / L from the bulk Richardson number.
+
+    Stable side (Ri_B >= 0, psi = -5 zeta): the relation is the quadratic
+    (5 - 25 Ri) zeta^2 + (l_h - 10 Ri l_m) zeta - Ri l_m^2 = 0
+    (l_m = ln(z/z0), l_h = ln(z/z0h)), solved in closed form for the root that
+    continues the neutral branch; past the critical Ri_B (no such root) zeta
+    takes the cap. Unstable side: fixed-point iteration from neutral.
+    """
     log_m = math.log(height / roughness_length)
     log_h = math.log(height / scalar_roughness_length)
+    unstable_ri = jnp.minimum(richardson, 0.0)
 
     def update(_, zeta):
-        new = richardson * (log_m - stability_function_momentum(zeta)) ** 2 / (
+        new = unstable_ri * (log_m - stability_function_momentum(zeta)) ** 2 / (
             log_h - stability_function_heat(zeta))
-        return jnp.clip(new, -ZETA_LIMIT, ZETA_LIMIT)
+        return jnp.clip(new, -ZETA_LIMIT, 0.0)
 
-    return jax.lax.fori_loop(0, iterations, update, jnp.zeros_like(richardson))
+    unstable = jax.lax.fori_loop(0, iterations, update, jnp.zeros_like(richardson))
+
+    stable_ri = jnp.maximum(richardson, 0.0)
+    a = 5.0 - 25.0 * stable_ri
+    b = log_h - 10.0 * stable_ri * log_m
+    c = stable_ri * log_m ** 2  # = -(constant term)
+    disc = b * b + 4.0 * a * c
+    denominator = b + jnp.sqrt(jnp.where(disc > 0, disc, 0.0))
+    # zeta = 2 c / (b + sqrt(disc)): the root through zeta = 0 at Ri = 0, without
+    # the cancellation of the textbook form
+    has_root = (disc > 0) & (denominator > 2.0 * c / ZETA_LIMIT)
+    stable = jnp.where(has_root, 2.0 * c / jnp.where(has_root, denominator, 1.0), ZETA_LIMIT)
+    return jnp.where(richardson >= 0, stable, unstable)
 
 
 def transfer_coefficients(height, wind_speed, thv_air, thv_surface, *, roughness_length,
