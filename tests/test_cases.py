@@ -365,7 +365,7 @@ def test_cbl_options_inherited_by_group(cbl):
     assert out.attrs["xlex_surface"] == "bulk" and "hfx" in out
     assert out.attrs["xlex_sgs"] == "smagorinsky" and "km" in out
     assert float(out.hfx.isel(time=0).mean()) > 0  # the heated ground warms the air
-    # naming any option of a group replaces the whole group
+    # naming a scheme replaces its whole group
     plain = cbl.lex.integrate(**run, surface="none", sgs="none")
     assert plain.attrs["xlex_surface"] == "none" and "hfx" not in plain and "km" not in plain
     wet = cbl.lex.integrate(**run, surface="bulk", surface_temperature=290.0)
@@ -429,3 +429,20 @@ def test_cbl_bad_recorded_option_names_the_attribute(cbl):
     # naming the group in the call overrides the bad record
     out = bad.lex.integrate("20s", dt=10.0, output_every="20s", progress=False, sgs="none")
     assert out.attrs["xlex_sgs"] == "none"
+
+
+def test_cbl_single_option_overrides_keep_the_rest(cbl):
+    run = dict(duration="20s", dt=20.0, output_every="20s", progress=False)
+    rough = cbl.lex.integrate(**run, roughness_length=0.5)
+    assert rough.attrs["xlex_surface"] == "bulk"
+    assert rough.attrs["xlex_roughness_length"] == 0.5
+    assert rough.attrs["xlex_surface_potential_temperature"] == 305.0
+    cold = cbl.lex.integrate(**run, surface_temperature=290.0)
+    assert cold.attrs["xlex_surface_potential_temperature"] == "none"
+    assert cold.attrs["xlex_surface_temperature"] == 290.0
+    assert float(cold.hfx.isel(time=0).mean()) < 0
+    # the rougher ground drags harder on the same wind
+    windy = cbl.assign(u=cbl.u + 5.0)
+    smooth = windy.lex.integrate(**run)
+    rough = windy.lex.integrate(**run, roughness_length=0.5)
+    assert float(rough.ustar.isel(time=0).mean()) > 1.2 * float(smooth.ustar.isel(time=0).mean())

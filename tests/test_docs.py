@@ -34,11 +34,14 @@ def test_sphinx_build_has_no_warnings(tmp_path):
     assert result.returncode == 0, (
         f"sphinx exited with {result.returncode}\n--- stderr ---\n{result.stderr[-6000:]}"
         f"\n--- stdout (tail) ---\n{result.stdout[-2000:]}")
-    for page in ("index", "install", "quickstart", "cases", "cm1", "running", "sgs",
+    for page in ("index", "install", "quickstart", "cases", "cm1", "running", "sgs", "surface",
                  "training", "troubleshooting", "api", "contract", "validation",
                  "notebooks/01_warm_bubble_vs_cm1"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     api = (out / "api.html").read_text(encoding="utf-8")
     for name in ("xlex.accessor.LexAccessor.integrate", "xlex.cases.warm_bubble",
-                 "xlex.io.cm1.open_cm1", "xlex.config.ModelConfig", "xlex.errors.BlowUpError"):
+                 "xlex.io.cm1.open_cm1", "xlex.config.ModelConfig", "xlex.errors.BlowUpError",
+                 "xlex.cases.convective_boundary_layer",
+                 "xlex.physics.dynamic_smagorinsky.dynamic_smagorinsky_viscosity",
+                 "xlex.physics.surface.bulk_surface_fluxes"):
         assert f'id="{name}"' in api, f"{name} is missing from the API reference"

@@ -14,8 +14,9 @@ SURFACE_SCHEMES = ("none", "bulk")
 MOMENTUM_SCHEMES = ("weno5", "upwind5")
 
 #: Physics options by group. A Dataset's ``xlex_*`` attributes (a case's
-#: physics, or the options of the run that wrote it) supply the options of a
-#: group unless the call to ``integrate`` names any option of that group.
+#: physics, or the options of the run that wrote it) supply the physics options
+#: the call to ``integrate`` does not name; naming a group's scheme (``sgs``,
+#: ``surface``) replaces the whole group with the call's options and defaults.
 PHYSICS_GROUPS = {
     "sgs": ("sgs", "cs", "prandtl", "stability"),
     "rotation": ("coriolis", "geostrophic_u", "geostrophic_v"),

@@ -111,13 +111,19 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
 
 
 def _inherited_physics(attrs, given) -> dict:
-    """Physics options recorded in the Dataset (``xlex_*``), by group, for the
-    groups the caller named no option of."""
+    """Physics options recorded in the Dataset (``xlex_*``), for the options the
+    caller did not name. Naming a group's scheme (``sgs``, ``surface``) replaces
+    the whole group; naming one of the two surface temperatures drops the other."""
     recorded = _options_from_attrs(attrs)
     out = {}
-    for names in PHYSICS_GROUPS.values():
-        if not any(n in given for n in names):
-            out.update({n: recorded[n] for n in names if n in recorded})
+    for group, names in PHYSICS_GROUPS.items():
+        if group in given:  # the scheme itself: a new configuration of the group
+            continue
+        out.update({n: recorded[n] for n in names if n in recorded and n not in given})
+    temperatures = ("surface_temperature", "surface_potential_temperature")
+    if any(t in given for t in temperatures):
+        for t in temperatures:
+            out.pop(t, None)
     return out
 
 

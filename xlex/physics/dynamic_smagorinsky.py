@@ -2,17 +2,17 @@
 
 The Smagorinsky constant is computed from the resolved flow instead of being
 prescribed. With a test filter ``^`` of twice the grid size (alpha = 2) and the
-model stress tau_ij = -2 C Delta^2 |S| S_ij (C = cs^2), Germano's identity
-L_ij = T_ij - ^tau_ij for the resolved (Leonard) stress
+model stress ``tau_ij = -2 C Delta^2 |S| S_ij`` (C = cs^2), Germano's identity
+``L_ij = T_ij - ^tau_ij`` for the resolved (Leonard) stress::
 
     L_ij = ^(u_i u_j) - ^u_i ^u_j
 
-gives L_ij = C M_ij with
+gives ``L_ij = C M_ij`` with::
 
     M_ij = 2 Delta^2 ( ^(|S| S_ij) - alpha^2 |^S| ^S_ij ),
 
 and Lilly's least-squares solution, averaged over horizontal planes (the
-homogeneous directions of these periodic domains), is
+homogeneous directions of these periodic domains), is::
 
     C(z) = < L_ij M_ij > / < M_ij M_ij >.
 
@@ -20,7 +20,7 @@ Negative C (backscatter) would make the total viscosity negative and is
 clipped to zero. The deviatoric parts of L and M are used (the isotropic part
 goes into the pressure). With ``stability=True`` the strain magnitude is the
 buoyancy-reduced one of :func:`~xlex.physics.smagorinsky.smagorinsky_viscosity`,
-|S|_N = sqrt(max(|S|^2 - N^2 / Pr, 0)), in M and in the viscosity alike, so
+``|S|_N = sqrt(max(|S|^2 - N^2 / Pr, 0))``, in M and in the viscosity alike, so
 the coefficient is fitted to the model it is used in.
 
 The procedure works on cell-centred velocities with centred differences; the
@@ -99,7 +99,7 @@ def _deviatoric(t):
 
 
 def _strain_magnitude(s, n2, prandtl):
-    """|S| = sqrt(2 S_ij S_ij), reduced by N^2 / Pr where ``n2`` is given; a
+    """``|S| = sqrt(2 S_ij S_ij)``, reduced by N^2 / Pr where ``n2`` is given; a
     sqrt with a zero (not NaN) derivative where it vanishes."""
     s2 = 2.0 * sum(_weight(*k) * v ** 2 for k, v in s.items())
     if n2 is not None:
@@ -161,7 +161,7 @@ def dynamic_coefficient(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stabilit
 def dynamic_smagorinsky_viscosity(state: State, grid: Grid, *, prandtl=1.0 / 3.0,
                                   stability=True) -> smagorinsky.EddyDiffusivity:
     """Eddy viscosity and diffusivity of the dynamic model [m2 s-1]:
-    K_m = C(z) Delta^2 |S|_N with the C-grid strain of the Smagorinsky model,
+    ``K_m = C(z) Delta^2 |S|_N`` with the C-grid strain of the Smagorinsky model,
     K_h = K_m / Pr."""
     c = dynamic_coefficient(state, grid, prandtl=prandtl, stability=stability)
     unit = smagorinsky.smagorinsky_viscosity(state, grid, cs=1.0, prandtl=prandtl,

@@ -1,14 +1,14 @@
 """Bulk surface fluxes of momentum, heat and moisture (Neale et al. 2010, CAM5).
 
 Between the ground (z = 0) and the lowest model level z1 = dz / 2, with the
-wind speed U = max(|V1|, U_min) and upward kinematic fluxes
+wind speed ``U = max(|V1|, U_min)`` and upward kinematic fluxes::
 
     u'w' = -C_D U u1,   v'w' = -C_D U v1,
     w'th' = C_H U (th_s - th1),   w'qv' = C_H U (q_s - qv1),
 
 where th_s is the surface potential temperature, q_s = qv1 + beta (q_sat(T_s,
 p_s) - qv1) the surface humidity (beta = 1: a saturated water surface), and
-the transfer coefficients come from Monin-Obukhov similarity:
+the transfer coefficients come from Monin-Obukhov similarity::
 
     C_D = k^2 / (ln(z1/z0) - psi_m(zeta))^2,
     C_H = k^2 / ((ln(z1/z0) - psi_m(zeta)) (ln(z1/z0h) - psi_h(zeta))),
@@ -20,7 +20,7 @@ psi_h = 2 ln((1 + x^2)/2); for zeta >= 0, psi_m = psi_h = -5 zeta. The
 stability parameter zeta = z1 / L solves zeta = Ri_B (ln(z1/z0) - psi_m)^2 /
 (ln(z1/z0h) - psi_h), with the bulk Richardson number
 Ri_B = g z1 (thv1 - thv_s) / (thv1 U^2): in closed form on the stable side,
-by fixed-point iteration from neutral on the unstable side; |zeta| is capped
+by fixed-point iteration from neutral on the unstable side; ``|zeta|`` is capped
 at 10, as in CAM.
 
 The fluxes are computed once per time step from the state at its start and
@@ -42,7 +42,7 @@ from xlex import operators as op
 from xlex.grid import Grid
 from xlex.state import BaseState, State
 
-#: Cap on |zeta| = |z1 / L|.
+#: Cap on ``|zeta| = |z1 / L|``.
 ZETA_LIMIT = 10.0
 #: Fixed-point iterations for zeta on the unstable side.
 STABILITY_ITERATIONS = 20
