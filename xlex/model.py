@@ -121,12 +121,15 @@ def output_diagnostics(grid: Grid, base: BaseState, config: ModelConfig):
 
     def diagnose(state):
         out = {}
-        if eddy is not None:
+        if config.sgs == "dynamic":  # the coefficient once, for cs2 and the viscosity
+            options = {"prandtl": config.prandtl, "stability": config.stability}
+            c = dynamic_smagorinsky.dynamic_coefficient(state, grid, **options)
+            k = dynamic_smagorinsky.dynamic_smagorinsky_viscosity(state, grid, coefficient=c,
+                                                                  **options)
+            out.update(km=k.km, kh=k.kh, cs2=c[..., 0, 0])
+        elif eddy is not None:
             k = eddy(state)
             out.update(km=k.km, kh=k.kh)
-        if config.sgs == "dynamic":
-            out["cs2"] = dynamic_smagorinsky.dynamic_coefficient(
-                state, grid, prandtl=config.prandtl, stability=config.stability)[..., 0, 0]
         if fluxes is not None:
             f = fluxes(state)
             pi_s = surface.surface_exner(base, grid)

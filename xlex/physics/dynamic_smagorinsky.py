@@ -20,11 +20,14 @@ Negative C (backscatter) would make the total viscosity negative and is
 clipped to zero. The deviatoric parts of L and M are used (the isotropic part
 goes into the pressure). With ``stability=True`` the strain magnitude is the
 buoyancy-reduced one of :func:`~xlex.physics.smagorinsky.smagorinsky_viscosity`,
-``|S|_N = sqrt(max(|S|^2 - N^2 / Pr, 0))``, in M and in the viscosity alike, so
-the coefficient is fitted to the model it is used in.
+``|S|_N = sqrt(max(|S|^2 - N^2 / Pr, 0))``, in M and in the viscosity alike.
 
-The procedure works on cell-centred velocities with centred differences; the
-test filter is the trapezoidal (1/4, 1/2, 1/4) filter in x, y and z, which
+The fit works on cell-centred velocities with centred differences, which do
+not see the 2 Delta wave; the viscosity it scales is that of the
+Smagorinsky model, with the C-grid strain, which does (on the resolved
+bubble flow the C-grid |S| is 5-20 % larger). There is no upper bound on C.
+
+The test filter is the trapezoidal (1/4, 1/2, 1/4) filter in x, y and z, which
 has width 2 Delta in each direction. At the walls u, v and the scalars are
 mirrored (zero gradient, free slip) and w is mirrored with a sign change
 (w = 0 on the wall).
@@ -51,7 +54,7 @@ def _mirror_z(a, parity):
     return jnp.concatenate([parity * a[..., :1, :, :], a, parity * a[..., -1:, :, :]], axis=-3)
 
 
-def test_filter(a, parity=_EVEN):
+def trapezoidal_filter(a, parity=_EVEN):
     """Trapezoidal (1/4, 1/2, 1/4) filter in x, y (periodic) and z (mirrored at
     the walls with ``parity`` +1 or -1) of a cell-centred field."""
     for axis in (op.X, op.Y):
@@ -112,8 +115,8 @@ def leonard_stress(uc, vc, wc):
     """Resolved stress between the grid and test filters, L_ij = ^(u_i u_j) - ^u_i ^u_j."""
     vel = (uc, vc, wc)
     parity = (_EVEN, _EVEN, _ODD)
-    filtered = [test_filter(a, p) for a, p in zip(vel, parity, strict=True)]
-    return {(i, j): test_filter(vel[i] * vel[j], parity[i] * parity[j])
+    filtered = [trapezoidal_filter(a, p) for a, p in zip(vel, parity, strict=True)]
+    return {(i, j): trapezoidal_filter(vel[i] * vel[j], parity[i] * parity[j])
             - filtered[i] * filtered[j] for i in range(3) for j in range(i, 3)}
 
 
@@ -127,13 +130,13 @@ def germano_tensors(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stability=Tr
     n2 = n2_hat = None
     if stability:
         n2 = smagorinsky.brunt_vaisala_squared(state.th, state.qv, grid)
-        n2_hat = smagorinsky.brunt_vaisala_squared(test_filter(state.th), test_filter(state.qv),
-                                                   grid)
+        n2_hat = smagorinsky.brunt_vaisala_squared(
+            trapezoidal_filter(state.th), trapezoidal_filter(state.qv), grid)
     mag = _strain_magnitude(s, n2, prandtl)
-    hats = [test_filter(a, p) for a, p in zip((uc, vc, wc), parity, strict=True)]
+    hats = [trapezoidal_filter(a, p) for a, p in zip((uc, vc, wc), parity, strict=True)]
     s_hat = centred_strain(*hats, grid)
     mag_hat = _strain_magnitude(s_hat, n2_hat, prandtl)
-    m = {(i, j): 2.0 * delta2 * (test_filter(mag * s[(i, j)], parity[i] * parity[j])
+    m = {(i, j): 2.0 * delta2 * (trapezoidal_filter(mag * s[(i, j)], parity[i] * parity[j])
                                  - FILTER_RATIO ** 2 * mag_hat * s_hat[(i, j)])
          for (i, j) in s}
     return _deviatoric(leonard_stress(uc, vc, wc)), _deviatoric(m)
@@ -159,11 +162,14 @@ def dynamic_coefficient(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stabilit
 
 
 def dynamic_smagorinsky_viscosity(state: State, grid: Grid, *, prandtl=1.0 / 3.0,
-                                  stability=True) -> smagorinsky.EddyDiffusivity:
+                                  stability=True, coefficient=None
+                                  ) -> smagorinsky.EddyDiffusivity:
     """Eddy viscosity and diffusivity of the dynamic model [m2 s-1]:
     ``K_m = C(z) Delta^2 |S|_N`` with the C-grid strain of the Smagorinsky model,
-    K_h = K_m / Pr."""
-    c = dynamic_coefficient(state, grid, prandtl=prandtl, stability=stability)
+    K_h = K_m / Pr. ``coefficient``: C(z) if already computed."""
+    c = coefficient
+    if c is None:
+        c = dynamic_coefficient(state, grid, prandtl=prandtl, stability=stability)
     unit = smagorinsky.smagorinsky_viscosity(state, grid, cs=1.0, prandtl=prandtl,
                                              stability=stability)
     km = c * unit.km
