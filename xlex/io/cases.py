@@ -63,7 +63,9 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
     """The moist warm bubble of the paper (section 2.1.3) as an initial Dataset.
 
     A neutral (constant th0) hydrostatic atmosphere at rest with relative
-    humidity ``relative_humidity`` everywhere (Bolton 1980 saturation), and a
+    humidity ``relative_humidity`` everywhere (Bolton 1980 saturation; since qv0
+    falls with height, so does th_rho, slightly: N^2 < 0, which Smagorinsky
+    with ``stability=True`` mixes even at rest), and a
     bubble th' = theta_c cos^2(pi L / 2) for L <= 1, with
     L^2 = ((x - xc)/xr)^2 + ((y - yc)/yr)^2 + ((z - zc)/zr)^2.
 

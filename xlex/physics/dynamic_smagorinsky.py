@@ -25,7 +25,7 @@ buoyancy-reduced one of :func:`~xlex.physics.smagorinsky.smagorinsky_viscosity`,
 The fit works on cell-centred velocities with centred differences, which do
 not see the 2 Delta wave; the viscosity it scales is that of the
 Smagorinsky model, with the C-grid strain, which does (on the resolved
-bubble flow the C-grid |S| is 5-20 % larger). There is no upper bound on C.
+bubble flow the C-grid ``|S|`` is 5-20 % larger). There is no upper bound on C.
 
 The test filter is the trapezoidal (1/4, 1/2, 1/4) filter in x, y and z, which
 has width 2 Delta in each direction. At the walls u, v and the scalars are
