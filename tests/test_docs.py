@@ -36,7 +36,7 @@ def test_sphinx_build_has_no_warnings(tmp_path):
         f"\n--- stdout (tail) ---\n{result.stdout[-2000:]}")
     for page in ("index", "install", "quickstart", "cases", "cm1", "running", "sgs", "surface",
                  "training", "troubleshooting", "api", "contract", "validation",
-                 "notebooks/01_warm_bubble_vs_cm1"):
+                 "notebooks/01_warm_bubble_vs_cm1", "notebooks/02_gray_zone_smagorinsky"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     api = (out / "api.html").read_text(encoding="utf-8")
     for name in ("xlex.accessor.LexAccessor.integrate", "xlex.cases.warm_bubble",
