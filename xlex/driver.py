@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time as _time
 import warnings
 from pathlib import Path
@@ -30,7 +31,7 @@ from xlex.io.store import (
     open_store,
 )
 from xlex.model import DIAGNOSTICS, make_step, output_diagnostics
-from xlex.physics.surface import MINIMUM_HEIGHT_RATIO
+from xlex.physics.surface import check_surface_layer
 from xlex.state import BaseState, State
 from xlex.stepping import advance
 from xlex.timeparse import to_seconds, whole_multiple
@@ -89,14 +90,15 @@ def integrate(ds: xr.Dataset, duration, *, dt, output_every, solver="pcg",
     try:
         config = ModelConfig(solver=solver, precision=precision, **{**inherited, **options})
     except (OptionError, OptionTypeError) as err:
-        culprits = [n for n in inherited if n in str(err)]
+        culprits = [n for n in inherited if re.search(rf"\b{n}\b", str(err))]
         if not culprits:
             raise
         raise type(err)(f"{err} (from the Dataset's xlex_{culprits[0]} attribute; pass "
                         f"{culprits[0]}=... to integrate to override it)") from None
     inputs = dataset_to_inputs(ds)
     grid = inputs.grid
-    _check_surface_layer(config, grid)
+    if config.surface != "none":
+        check_surface_layer(grid, config.roughness_length, config.scalar_roughness)
     courant = courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"], grid, dt_s)
     if courant > COURANT_LIMIT:
         safe = _floor_significant(dt_s * COURANT_LIMIT / courant)
@@ -127,20 +129,6 @@ def _inherited_physics(attrs, given) -> dict:
     return out
 
 
-def _check_surface_layer(config: ModelConfig, grid):
-    """Similarity theory needs the lowest level well above the roughness elements."""
-    if config.surface == "none":
-        return
-    height = 0.5 * grid.dz
-    for name, z0 in (("roughness_length", config.roughness_length),
-                     ("scalar_roughness_length", config.scalar_roughness)):
-        if height / z0 < MINIMUM_HEIGHT_RATIO:
-            raise OptionError(
-                f"{name}={z0:g} m is too large for the lowest level at z = {height:g} m: the "
-                f"bulk surface formulas need z1 / z0 >= {MINIMUM_HEIGHT_RATIO:g}; use "
-                f"{name} <= {height / MINIMUM_HEIGHT_RATIO:g} m or a larger dz")
-
-
 def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_output, progress,
          store, append_at):
     grid = inputs.grid
@@ -161,8 +149,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         finite = jnp.stack([jnp.all(jnp.isfinite(getattr(s, n)))
                             for n in ("u", "v", "w", "th", "qv", "pi")])
         cfl = courant_number(s.u, s.v, s.w, grid, dt_s, jnp)
-        extra = diagnose(s) if diagnose is not None else {}
-        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl, extra
+        return s, jnp.mean(its.astype(dtype)), jnp.max(its), finite, cfl
 
     if flat:
         chunk = jax.vmap(chunk)
@@ -176,10 +163,13 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
         return {n: np.asarray(a).reshape(batch_shape + a.shape[1 if flat else 0:])
                 for n, a in extra.items()}
 
-    extra0 = {}
+    # one compiled diagnostics function for every record (t = 0 included)
+    def diagnostics(s):
+        return {}
+
     if diagnose is not None:
-        extra0 = (jax.jit(jax.vmap(diagnose)) if flat else jax.jit(diagnose))(state)
-    records = [snapshot(state) | extra_snapshot(extra0)]
+        diagnostics = jax.jit(jax.vmap(diagnose)) if flat else jax.jit(diagnose)
+    records = [snapshot(state) | extra_snapshot(diagnostics(state))]
     iterations = [np.zeros(batch_shape)]
     times = [inputs.time]
     attrs = dict(ds.attrs)
@@ -211,7 +201,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
     started = _time.perf_counter()
     try:
         for k in range(n_outputs):
-            new, mean_its, max_its, finite, cfl, extra_now = chunk(state)
+            new, mean_its, max_its, finite, cfl = chunk(state)
             finite = np.asarray(finite)
             t_now = inputs.time + (k + 1) * every_s
             cfl_value = float(np.max(np.asarray(cfl)))
@@ -237,7 +227,7 @@ def _run(ds, inputs, config, dt_s, every_s, duration_s, n_outputs, steps_per_out
                               f"before t = {t_now:g} s; the divergence may be above tolerance",
                               RuntimeWarning, stacklevel=3)
             state = new
-            records.append(snapshot(state) | extra_snapshot(extra_now))
+            records.append(snapshot(state) | extra_snapshot(diagnostics(state)))
             iterations.append(np.asarray(mean_its).reshape(batch_shape))
             times.append(t_now)
             if writer is not None:

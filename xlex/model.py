@@ -77,6 +77,7 @@ def surface_fluxes(grid: Grid, base: BaseState, config: ModelConfig):
     """``state -> SurfaceFluxes`` of the configured surface scheme, or None."""
     if config.surface != "bulk":
         return None
+    surface.check_surface_layer(grid, config.roughness_length, config.scalar_roughness)
     th_s, q_sat = surface.surface_state(
         base, grid, temperature=config.surface_temperature,
         potential_temperature=config.surface_potential_temperature)
@@ -118,6 +119,7 @@ def output_diagnostics(grid: Grid, base: BaseState, config: ModelConfig):
     if eddy is None and fluxes is None:
         return None
     rho_s = base.rho0[0]
+    pi_s = surface.surface_exner(base, grid)
 
     def diagnose(state):
         out = {}
@@ -132,7 +134,6 @@ def output_diagnostics(grid: Grid, base: BaseState, config: ModelConfig):
             out.update(km=k.km, kh=k.kh)
         if fluxes is not None:
             f = fluxes(state)
-            pi_s = surface.surface_exner(base, grid)
             out.update(hfx=rho_s * constants.CP * pi_s * f.heat, qfx=rho_s * f.moisture,
                        lhf=rho_s * constants.LV * f.moisture, taux=-rho_s * f.momentum_x,
                        tauy=-rho_s * f.momentum_y, ustar=f.friction_velocity)

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from xlex import constants, thermo
 from xlex import operators as op
+from xlex.errors import OptionError
 from xlex.grid import Grid
 from xlex.state import BaseState, State
 
@@ -49,6 +50,20 @@ STABILITY_ITERATIONS = 20
 #: Smallest allowed z1 / z0: below it ln(z1/z0) - psi could change sign at the
 #: zeta cap, and similarity theory does not hold inside the roughness sublayer.
 MINIMUM_HEIGHT_RATIO = 50.0
+
+
+def check_surface_layer(grid: Grid, roughness_length, scalar_roughness_length):
+    """Refuse roughness lengths too large for the lowest level: similarity theory
+    needs z1 / z0 >= :data:`MINIMUM_HEIGHT_RATIO` (checked when a model is built,
+    before anything compiles)."""
+    height = 0.5 * grid.dz
+    for name, z0 in (("roughness_length", roughness_length),
+                     ("scalar_roughness_length", scalar_roughness_length)):
+        if height / z0 < MINIMUM_HEIGHT_RATIO:
+            raise OptionError(
+                f"{name}={z0:g} m is too large for the lowest level at z = {height:g} m: the "
+                f"bulk surface formulas need z1 / z0 >= {MINIMUM_HEIGHT_RATIO:g}; use "
+                f"{name} <= {height / MINIMUM_HEIGHT_RATIO:g} m or a larger dz")
 
 
 def stability_function_momentum(zeta):
