@@ -16,8 +16,9 @@ import pytest
 import xarray as xr
 
 import xlex
-import xlex.driver
-from xlex.errors import BlowUpError
+import xlex.runner
+from xlex.core.errors import BlowUpError
+from xlex.options import PHYSICS_ATTR, recorded_physics
 
 RUN = dict(dt=20.0, output_every="1min", progress=False, precision="float64")
 PROGNOSTIC = ("u", "v", "w", "th", "qv", "pipert")
@@ -87,7 +88,10 @@ def test_attrs_record_the_run(run64):
     assert attrs["xlex_dt"] == 20.0
     assert attrs["xlex_duration"] == 120.0
     assert attrs["xlex_output_every"] == 60.0
-    assert attrs["xlex_solver"] == "pcg"
+    assert recorded_physics(attrs).pressure.method == "pcg"
+    assert recorded_physics(attrs) == xlex.Physics()  # the defaults, as one attribute
+    assert not [k for k in attrs if k.startswith("xlex_") and k[5:] in
+                xlex.options.LEGACY_OPTIONS]  # no flat options of xlex 0.1
     assert attrs["xlex_precision"] == "float64"
     assert attrs["xlex_status"] == "complete"
     assert attrs["Conventions"] == "CF-1.11"
@@ -139,7 +143,8 @@ def test_the_bubble_rises(out64):
 def test_float32_with_bicgstab(ds5, out64):
     out = integrate(ds5, precision="float32", solver="bicgstab")
     assert out.attrs["xlex_precision"] == "float32"
-    assert out.attrs["xlex_solver"] == "bicgstab"
+    assert recorded_physics(out.attrs).pressure.method == "bicgstab"
+    assert PHYSICS_ATTR in out.attrs
     assert out.attrs["xlex_status"] == "complete"
     for name in PROGNOSTIC:
         assert out[name].dtype == np.float32, name
@@ -174,7 +179,7 @@ def test_ensemble_in_one_call(ds5, out64):
     ens = ens.assign_coords(member=[1.0, 5.0])
     assert ens["th0"].dims == ("zh",)  # base state shared
     calls = []
-    real_vmap = xlex.driver.jax.vmap
+    real_vmap = xlex.runner.jax.vmap
 
     class Spy:
         def __getattr__(self, name):
@@ -185,7 +190,7 @@ def test_ensemble_in_one_call(ds5, out64):
             return real_vmap(fn, *args, **kwargs)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(xlex.driver, "jax", Spy())
+    mp.setattr(xlex.runner, "jax", Spy())
     try:
         out = integrate(ens)
     finally:
@@ -247,9 +252,9 @@ def test_real_blow_up(monkeypatch):
 
 def fake_make_step(update):
     """A make_step whose step applies ``update(state) -> state`` (cheap to compile)."""
-    def make_step(grid, base, config, dt):
-        def step(s):
-            return update(s), jnp.ones(4, jnp.int32)
+    def make_step(grid, physics, dt):
+        def step(s, base, params):
+            return update(s), {"pressure_iterations": jnp.ones(4, jnp.int32)}
         return step
     return make_step
 
@@ -261,7 +266,7 @@ def test_blow_up_keeps_the_records_before_it(ds5, monkeypatch):
         th = s.th + 1.0
         return dataclasses.replace(s, th=jnp.where(jnp.min(th) > 302.5, jnp.nan, th))
 
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(update))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(update))
     with pytest.raises(BlowUpError) as info:
         integrate(ds5, "100s", output_every="20s")
     err = info.value
@@ -282,7 +287,7 @@ def test_blow_up_in_an_ensemble_member(ds5, monkeypatch):
         th = s.th + 1.0
         return dataclasses.replace(s, th=th, qv=jnp.where(jnp.min(th) > 301.5, jnp.nan, s.qv))
 
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(update))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(update))
     warm = ds5.assign(th=ds5["th"] + 0.7)
     ens = xr.concat([ds5, warm], dim="member", data_vars=list(ALL_FIELDS), coords="minimal",
                     compat="override", join="exact")
@@ -301,7 +306,7 @@ def test_cfl_blow_up_names_the_fast_variable(ds5, monkeypatch):
     def update(s):
         return dataclasses.replace(s, u=s.u + 100.0)
 
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(update))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(update))
     with pytest.raises(BlowUpError) as info:
         integrate(ds5, "100s", output_every="20s")
     err = info.value
@@ -312,7 +317,7 @@ def test_cfl_blow_up_names_the_fast_variable(ds5, monkeypatch):
 
 
 class _InterruptSecondCall:
-    """Stands in for the ``jax`` module in xlex.driver: the second call of the jitted
+    """Stands in for the ``jax`` module in xlex.runner: the second call of the jitted
     output-interval function raises KeyboardInterrupt (a Ctrl-C during the second chunk)."""
 
     def __getattr__(self, name):
@@ -334,8 +339,8 @@ def test_keyboard_interrupt_returns_what_is_done(ds5, monkeypatch):
     def update(s):
         return dataclasses.replace(s, th=s.th + 0.5)
 
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(update))
-    monkeypatch.setattr(xlex.driver, "jax", _InterruptSecondCall())
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(update))
+    monkeypatch.setattr(xlex.runner, "jax", _InterruptSecondCall())
     before = ds5.copy(deep=True)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         out = integrate(ds5, "100s", output_every="20s")
@@ -348,7 +353,7 @@ def test_keyboard_interrupt_returns_what_is_done(ds5, monkeypatch):
 
 
 def test_no_warnings_from_a_clean_run(ds5, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(lambda s: s))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(lambda s: s))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = integrate(ds5, "40s", output_every="20s")

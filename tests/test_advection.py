@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xlex import operators as op
-from xlex.dynamics import advection as adv
-from xlex.dynamics import pressure
-from xlex.grid import Grid
-from xlex.initial import moist_base_state
+from xlex.core import operators as op
+from xlex.core.dynamics import advection as adv
+from xlex.core.dynamics import pressure
+from xlex.core.grid import Grid
+from xlex.core.initial import moist_base_state
 
 RESOLUTIONS = np.array([16, 32, 64, 128])
 
@@ -35,7 +35,8 @@ def profile(s, amplitude, two_modes, phase=0.37):
 
 
 _tendencies = jax.jit(adv.advection_tendencies,
-                      static_argnames=("order_z", "eps", "linear_momentum"))
+                      static_argnames=("order_z", "eps", "linear_momentum", "eps_mode",
+                                       "positive_dt"))
 
 
 def tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, **kw):
@@ -45,7 +46,7 @@ def tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, **kw):
 
 
 @functools.cache
-def horizontal_errors(n, axis, velocity):
+def horizontal_errors(n, axis, velocity, eps_mode="absolute"):
     """Max errors of advective tendencies of 1-D fields along a periodic axis
     carried by a uniform velocity (uniform mass, so zero divergence):
 
@@ -55,6 +56,10 @@ def horizontal_errors(n, axis, velocity):
     * ``upwind5``: the wind component across the flow (v when advected along x,
       u along y), two modes of amplitude 1, advected with linear upwind5 and
       seeing a uniform mass flux.
+
+    The near-optimal regime of ``weno_smooth`` is one of the absolute epsilon
+    (``eps_mode="absolute"``, the default here); with the relative epsilon the
+    qv field behaves like th, see :func:`test_relative_weno5_order_and_units`.
 
     One (n, n) plane serves both axes, so one compilation per resolution.
     """
@@ -70,7 +75,8 @@ def horizontal_errors(n, axis, velocity):
     u, v = (flow, along(mom)) if axis == "x" else (along(mom), flow)
     w = np.zeros((3, n, n))
     u_t, v_t, _, th_t, qv_t = tendencies(u, v, w, along(th), along(qv), np.ones(2),
-                                         np.ones(3), d, d, 1.0, linear_momentum=True)
+                                         np.ones(3), d, d, 1.0, linear_momentum=True,
+                                         eps_mode=eps_mode)
     cross_t = v_t if axis == "x" else u_t
     return {"weno": np.max(np.abs(th_t + velocity * along(dth))),
             "weno_smooth": np.max(np.abs(qv_t + velocity * along(dqv))),
@@ -78,7 +84,7 @@ def horizontal_errors(n, axis, velocity):
 
 
 @functools.cache
-def vertical_errors(n, order, velocity):
+def vertical_errors(n, order, velocity, eps_mode="absolute"):
     """As :func:`horizontal_errors` along z, with w uniform on the interior faces
     (zero on the walls) and u(z) the linearly advected wind; errors on the cells
     >= 4 levels from the walls (there the divergence is zero and the stencils
@@ -93,7 +99,7 @@ def vertical_errors(n, order, velocity):
     w[0] = w[-1] = 0.0
     u_t, _, _, th_t, qv_t = tendencies(col(mom), np.zeros((n, 6, 6)), w, col(th), col(qv),
                                        np.ones(n), np.ones(n + 1), 1.0, 1.0, d, order_z=order,
-                                       linear_momentum=True)
+                                       linear_momentum=True, eps_mode=eps_mode)
     inner = slice(4, n - 4)
     err = lambda t, dq: np.max(np.abs(t[inner] + velocity * col(dq)[inner]))  # noqa: E731
     return {"weno": err(th_t, dth), "weno_smooth": err(qv_t, dqv),
@@ -132,6 +138,20 @@ def test_vertical_weno_order_in_the_interior(order, velocity):
 def test_vertical_linear_upwind_order_in_the_interior(order, velocity):
     e = [vertical_errors(n, order, velocity)[f"upwind{order}"] for n in RESOLUTIONS]
     assert order - 0.3 <= fitted_order(e) <= order + 0.3, e
+
+
+@pytest.mark.parametrize("velocity", [2.5, -2.5])
+def test_relative_weno_order_and_units(velocity):
+    # relative epsilon: th (one mode, amplitude 1) keeps fifth order along x and z
+    hx = [horizontal_errors(n, "x", velocity, "relative") for n in RESOLUTIONS]
+    assert fitted_order([x["weno"] for x in hx]) >= 4.5
+    vz = [vertical_errors(n, 5, velocity, "relative") for n in RESOLUTIONS]
+    assert fitted_order([x["weno"] for x in vz]) >= 4.5
+    hx_abs = [horizontal_errors(n, "x", velocity) for n in RESOLUTIONS]
+    # th of amplitude 1: the relative epsilon (1e-6 * range^2 = 4e-6) is close
+    # to the absolute 1e-6, so the errors agree within a factor 2
+    for rel, ab in zip(hx, hx_abs):
+        assert 0.5 <= rel["weno"] / ab["weno"] <= 2.0
 
 
 _periodic = jax.jit(adv.periodic_west_face_value, static_argnames=("axis", "linear"))

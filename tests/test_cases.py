@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import xlex
-from xlex.errors import OptionError, OptionTypeError, XlexError
+from xlex.core.errors import OptionError, OptionTypeError, XlexError
+from xlex.options import PHYSICS_ATTR, recorded_physics
 
 # Independent of xlex.constants on purpose: the values CM1 uses.
 RD, RV, CP, G = 287.04, 461.5, 1005.7, 9.81
@@ -324,11 +325,11 @@ def test_cbl_profile_mixed_layer_then_stable(cbl):
 
 def test_cbl_hydrostatic_and_relative_humidity(cbl):
     pi0 = cbl.pi0.values
-    thrho0 = cbl.th0.values * (1 + xlex.constants.VIRTUAL * cbl.qv0.values)
+    thrho0 = cbl.th0.values * (1 + xlex.core.constants.VIRTUAL * cbl.qv0.values)
     dz = 100.0
     # c_p th_rho d(pi)/dz = -g, centred between levels
-    lhs = xlex.constants.CP * 0.5 * (thrho0[1:] + thrho0[:-1]) * np.diff(pi0) / dz
-    np.testing.assert_allclose(lhs, -xlex.constants.GRAVITY, rtol=2e-4)
+    lhs = xlex.core.constants.CP * 0.5 * (thrho0[1:] + thrho0[:-1]) * np.diff(pi0) / dz
+    np.testing.assert_allclose(lhs, -xlex.core.constants.GRAVITY, rtol=2e-4)
     rh = bolton_rh(cbl.th0.values, cbl.qv0.values, pi0)
     np.testing.assert_allclose(rh, 0.2, rtol=1e-6)
 
@@ -349,29 +350,34 @@ def test_cbl_perturbations_seeded_zero_mean_and_shallow(cbl):
         assert float(abs(cbl[name]).max()) == 0.0
 
 
+def physics_of(ds):
+    return recorded_physics(ds.attrs)
+
+
 def test_cbl_records_its_physics(cbl):
-    assert cbl.attrs["xlex_surface"] == "bulk"
-    assert cbl.attrs["xlex_sgs"] == "smagorinsky"
-    assert cbl.attrs["xlex_surface_potential_temperature"] == 305.0
-    assert cbl.attrs["xlex_roughness_length"] == 0.1
+    physics = physics_of(cbl)
+    assert physics.surface == xlex.BulkSurface(surface_potential_temperature=305.0,
+                                               roughness_length=0.1, moisture_availability=0.0)
+    assert physics.sgs == xlex.Smagorinsky()
+    assert physics.advection == xlex.Advection() and physics.pressure == xlex.PressureSolver()
     assert cbl.attrs["case"] == "convective_boundary_layer"
-    assert "xlex_solver" not in cbl.attrs  # numerics are the caller's
+    assert not any(k in cbl.attrs for k in ("xlex_surface", "xlex_sgs", "xlex_solver"))
 
 
 def test_cbl_options_inherited_by_group(cbl):
     run = dict(duration="40s", dt=20.0, output_every="20s", progress=False,
                precision="float64")
     out = cbl.lex.integrate(**run)
-    assert out.attrs["xlex_surface"] == "bulk" and "hfx" in out
-    assert out.attrs["xlex_sgs"] == "smagorinsky" and "km" in out
+    assert physics_of(out) == physics_of(cbl) and "hfx" in out and "km" in out
     assert float(out.hfx.isel(time=0).mean()) > 0  # the heated ground warms the air
     # naming a scheme replaces its whole group
-    plain = cbl.lex.integrate(**run, surface="none", sgs="none")
-    assert plain.attrs["xlex_surface"] == "none" and "hfx" not in plain and "km" not in plain
+    plain = cbl.lex.integrate(**run, surface="none", sgs=None)
+    assert physics_of(plain).surface is None and physics_of(plain).sgs is None
+    assert "hfx" not in plain and "km" not in plain
     wet = cbl.lex.integrate(**run, surface="bulk", surface_temperature=290.0)
-    assert wet.attrs["xlex_surface_potential_temperature"] == "none"
+    assert physics_of(wet).surface == xlex.BulkSurface(surface_temperature=290.0)
     assert float(wet.hfx.isel(time=0).mean()) < 0  # a cold ground
-    assert wet.attrs["xlex_sgs"] == "smagorinsky"
+    assert physics_of(wet).sgs == xlex.Smagorinsky()
 
 
 @pytest.mark.parametrize("kwargs, error, name", [
@@ -423,26 +429,52 @@ def test_cbl_deepens_and_mixes_over_an_hour():
 
 def test_cbl_bad_recorded_option_names_the_attribute(cbl):
     bad = cbl.copy()
-    bad.attrs["xlex_sgs"] = "smag"
-    with pytest.raises(OptionError, match="xlex_sgs attribute"):
+    bad.attrs[PHYSICS_ATTR] = bad.attrs[PHYSICS_ATTR].replace('"Smagorinsky"', '"Smag"')
+    with pytest.raises(OptionError, match=f"{PHYSICS_ATTR} attribute"):
         bad.lex.integrate("20s", dt=10.0, output_every="10s", progress=False)
-    # naming the group in the call overrides the bad record
-    out = bad.lex.integrate("20s", dt=10.0, output_every="20s", progress=False, sgs="none")
-    assert out.attrs["xlex_sgs"] == "none"
+    # the whole physics named in the call overrides the bad record
+    out = bad.lex.integrate("20s", dt=10.0, output_every="20s", progress=False,
+                            physics=xlex.Physics())
+    assert physics_of(out) == xlex.Physics()
 
 
 def test_cbl_single_option_overrides_keep_the_rest(cbl):
     run = dict(duration="20s", dt=20.0, output_every="20s", progress=False)
     rough = cbl.lex.integrate(**run, roughness_length=0.5)
-    assert rough.attrs["xlex_surface"] == "bulk"
-    assert rough.attrs["xlex_roughness_length"] == 0.5
-    assert rough.attrs["xlex_surface_potential_temperature"] == 305.0
+    assert physics_of(rough).surface == xlex.BulkSurface(
+        surface_potential_temperature=305.0, roughness_length=0.5, moisture_availability=0.0)
     cold = cbl.lex.integrate(**run, surface_temperature=290.0)
-    assert cold.attrs["xlex_surface_potential_temperature"] == "none"
-    assert cold.attrs["xlex_surface_temperature"] == 290.0
+    assert physics_of(cold).surface == xlex.BulkSurface(
+        surface_temperature=290.0, roughness_length=0.1, moisture_availability=0.0)
     assert float(cold.hfx.isel(time=0).mean()) < 0
     # the rougher ground drags harder on the same wind
     windy = cbl.assign(u=cbl.u + 5.0)
     smooth = windy.lex.integrate(**run)
     rough = windy.lex.integrate(**run, roughness_length=0.5)
     assert float(rough.ustar.isel(time=0).mean()) > 1.2 * float(smooth.ustar.isel(time=0).mean())
+
+
+def test_default_spacing_is_the_readme_run():
+    import inspect
+    assert inspect.signature(xlex.cases.warm_bubble).parameters["dx"].default == 400.0
+
+
+def test_a_grid_that_cannot_fit_is_refused_before_allocating():
+    import time
+    start = time.perf_counter()
+    with pytest.raises(OptionError, match=r"GiB.*coarser spacing") as info:
+        xlex.cases.warm_bubble(dx=20.0)
+    assert "1200 x 1200 x 600" in str(info.value)
+    assert time.perf_counter() - start < 5.0  # refused, not built
+
+
+def test_grid_size_check_uses_the_memory_given():
+    from xlex.core.grid import Grid
+    from xlex.io.cases import check_grid_size
+    small = Grid(nx=60, ny=60, nz=30, dx=400.0, dy=400.0, dz=400.0)
+    check_grid_size(small, memory=2**30)  # 108 000 cells, about 20 MB: fine
+    with pytest.raises(OptionError, match="GiB"):
+        check_grid_size(small, memory=2**20)
+    big = Grid(nx=240, ny=240, nz=120, dx=100.0, dy=100.0, dz=100.0)
+    with pytest.warns(UserWarning, match="6,912,000 cells"):
+        check_grid_size(big, memory=2**40)

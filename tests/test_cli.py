@@ -170,6 +170,22 @@ def test_bench_emits_no_warnings(bench):
     assert not [str(w.message) for w in caught]
 
 
+def test_bench_neural_times_the_network(capsys):
+    """--sgs neural times the hybrid step and the network alone; a grid the network
+    cannot halve is refused before anything compiles."""
+    code, out, err = run_main(["bench", "--sizes", "12x12x6", "--solvers", "pcg",
+                               "--sgs", "neural", "--steps", "1", "--json"])
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert record["sgs"] == "neural" and record["network_parameters"] == 74005
+    assert record["network_seconds_per_step"] > 0 and record["seconds_per_step"] > 0
+    code, out, err = run_main(["bench", "--sizes", "13x12x6", "--solvers", "pcg",
+                               "--sgs", "neural", "--steps", "1"])
+    assert code == 2 and "nx=13" in err and "Traceback" not in err
+    code, out, err = run_main(["bench", "--sizes", "12x12x6", "--sgs", "neural-big"])
+    assert code == 2 and "neural-big" in err
+
+
 def test_bench_text(capsys):
     code = cli.main(["bench", "--sizes", " ", "--solvers", "pcg"])  # nothing to do
     out, err = capsys.readouterr()
@@ -207,3 +223,81 @@ def test_argparse_errors_exit_2(capsys):
         cli.main(["run", "cold-bubble"])
     assert info.value.code == 2
     assert "cold-bubble" in capsys.readouterr().err
+
+
+def test_version():
+    from xlex import __version__
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert out.getvalue().strip() == f"xlex {__version__}"
+
+
+def test_datasets_writes_the_packaged_cm1_and_never_overwrites(tmp_path):
+    import xlex
+    target = tmp_path / "cm1.nc"
+    code, out, err = run_main(["datasets", "cm1-warm-bubble", "-o", str(target)])
+    assert code == 0, err
+    assert str(target) in out and "xlex compare" in out
+    cm1 = xlex.open_cm1(target)
+    assert cm1.sizes["xf"] == 60 and float(cm1.time[-1]) == 1200.0
+    before = snapshot(target)
+    code, out, err = run_main(["datasets", "cm1-warm-bubble", "-o", str(target)])
+    assert code == 2 and err.startswith("xlex datasets: error:") and "--overwrite" in err
+    assert snapshot(target) == before
+    assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.fixture()
+def bad_files(tmp_path):
+    """A missing file, a text file named .nc, and a NetCDF file of the wrong kind."""
+    junk = tmp_path / "junk.nc"
+    junk.write_text("not a NetCDF file\n")
+    other = tmp_path / "other.nc"
+    xr.Dataset({"temperature": ("x", [1.0, 2.0])}).to_netcdf(other)
+    return {"missing": tmp_path / "missing.nc", "junk": junk, "other": other}
+
+
+@pytest.mark.parametrize("kind, words", [("missing", ["does not exist"]),
+                                         ("junk", ["not a NetCDF file"]),
+                                         ("other", [])])
+@pytest.mark.parametrize("where", ["run", "reference", "basestate", "resume"])
+def test_bad_files_exit_2_with_one_line(runs, bad_files, kind, words, where):
+    good, bad = str(runs["nc"]), str(bad_files[kind])
+    argv = {"run": ["compare", bad, good], "reference": ["compare", good, bad],
+            "basestate": ["compare", good, good, "--basestate", bad],
+            "resume": ["run", "--resume", bad, "--no-progress"]}[where]
+    if where == "basestate" and kind == "other":
+        pytest.skip("--basestate is only read for CM1 references")
+    code, out, err = run_main(argv)
+    assert code == 2, (out, err)
+    assert err.startswith(f"xlex {argv[0]}: error:")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert bad in err
+    for word in words:
+        assert word in err
+
+
+def test_figure_times_span_the_run():
+    import numpy as np
+
+    from xlex.plot import pick_times
+    assert pick_times(np.arange(21) * 60.0) == [0.0, 300.0, 600.0, 900.0, 1200.0]
+    cm1 = [0.0, 60.0, 300.0, 600.0, 900.0, 1200.0]
+    assert pick_times(cm1)[-1] == 1200.0 and len(pick_times(cm1)) <= 6
+    assert pick_times([0.0, 60.0, 120.0]) == [0.0, 60.0, 120.0]
+
+
+def test_section_panels_have_their_own_colour_range_and_long_name(runs):
+    import matplotlib
+    matplotlib.use("Agg")
+    from xlex import plot
+    with xr.open_dataset(runs["first_nc"][0] and runs["folder"] / "coarse.nc") as out:
+        fig = plot.plot_section(out, "thpert")
+        long_name = out["thpert"].attrs["long_name"]
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    meshes = [ax.collections[0] for ax in panels if ax.collections]
+    limits = [m.get_clim()[1] for m in meshes]
+    assert len(set(limits)) == len(limits) > 1  # a decaying bubble: one range per panel
+    assert long_name in fig._suptitle.get_text()

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xlex import constants, datasets
-from xlex.errors import DatasetError
+from xlex import datasets
+
+from xlex.core import constants
+from xlex.core.errors import DatasetError
 from xlex.io.cm1 import open_cm1
 
 EXTRACT = files("xlex").joinpath("data", "cm1_bubble_dT5K_dx400m_extract.nc")

@@ -9,8 +9,8 @@ import xarray as xr
 
 from xlex import compare
 from xlex import diagnostics as dg
-from xlex.constants import EPS
-from xlex.errors import DatasetError, GridMismatchError, OptionError
+from xlex.core.constants import EPS
+from xlex.core.errors import DatasetError, GridMismatchError, OptionError
 from xlex.io.cf import annotate
 
 DIMS = {
@@ -96,6 +96,16 @@ def test_metric_values_and_member_dim():
     assert set(re.dims) == {"member", "time"}
     np.testing.assert_allclose(re.sel(member=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(re.sel(member=0), expect, rtol=1e-12)
+
+
+def test_correlation_of_a_field_at_rest_is_nan_quietly_and_says_why():
+    a, b = make_ds(seed=1), make_ds(seed=2)
+    a["w"][0] = 0.0  # w of a state at rest, as at t = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = compare.correlation(a, b, "w")
+    assert np.isnan(r[0]) and np.isfinite(r[1:]).all()
+    assert "NaN where either field is constant" in r.attrs["comment"]
 
 
 def test_missing_variable_names_it_and_the_dataset():

@@ -1,6 +1,6 @@
 """Bad input fails fast, before any compilation, with a clear message naming what is wrong.
 
-Every test here runs with ``xlex.driver.make_step`` replaced by a sentinel that
+Every test here runs with ``xlex.runner.make_step`` replaced by a sentinel that
 raises :class:`ReachedCompilation`: a validation error must come before the
 model is built, and a Dataset or option that passes validation shows up as
 ``ReachedCompilation`` (nothing in this file compiles a model).
@@ -14,8 +14,8 @@ import pytest
 import xarray as xr
 
 import xlex
-import xlex.driver
-from xlex.errors import (
+import xlex.runner
+from xlex.core.errors import (
     CFLError,
     DatasetError,
     OptionError,
@@ -36,7 +36,7 @@ class ReachedCompilation(Exception):
 def no_compilation(monkeypatch):
     def sentinel(*args, **kwargs):
         raise ReachedCompilation
-    monkeypatch.setattr(xlex.driver, "make_step", sentinel)
+    monkeypatch.setattr(xlex.runner, "make_step", sentinel)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_missing_variable(ds, name):
 
 def test_not_a_dataset(ds):
     with pytest.raises(DatasetError, match="Dataset"):
-        xlex.driver.integrate(ds["th"], progress=False, **GOOD)
+        xlex.runner.integrate(ds["th"], progress=False, **GOOD)
 
 
 @pytest.mark.parametrize("old, new", [("xh", "x"), ("zf", "z_stag"), ("yf", "y_face")])
@@ -227,8 +227,8 @@ def test_cfl_suggests_a_dt_that_passes(ds, u, v):
     safe = suggested_dt(message)
     assert 0 < safe < dt
     inputs = dataset_to_inputs(fast)
-    assert xlex.driver.courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"],
-                                      inputs.grid, safe) <= xlex.driver.COURANT_LIMIT
+    assert xlex.runner.courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"],
+                                      inputs.grid, safe) <= xlex.runner.COURANT_LIMIT
     with pytest.raises(ReachedCompilation):
         integrate(fast, dt=safe, output_every=safe, duration=2 * safe)
 
@@ -296,7 +296,7 @@ def test_bad_model_options(ds, kwargs, error, name):
 
 @pytest.mark.parametrize("option", ["solvr", "time_step", "sgs_scheme"])
 def test_unknown_option_is_an_xlex_error(ds, option):
-    # a misspelt option must not surface as ModelConfig's bare TypeError
+    # a misspelt option must not surface as a bare TypeError of Python's keyword call
     started = time.perf_counter()
     with pytest.raises(XlexError) as info:
         integrate(ds, **{option: "pcg"})
@@ -392,3 +392,34 @@ def test_ensemble_dims(ds):
 def test_ensemble_of_prognostic_fields_only(ds):
     inputs = dataset_to_inputs(_ensemble(ds, ("u", "v", "w", "th", "qv")))
     assert inputs.state["pi"].shape == (2, 6, 12, 12)
+
+
+def test_km_coordinates_labelled_metres_ask_about_units(ds):
+    km = ds.assign_coords({name: (ds[name] / 1000.0).assign_attrs(ds[name].attrs)
+                           for name in ("zh", "zf", "yh", "yf", "xh", "xf")})
+    message = fails(km, DatasetError, "km", "1000")
+    assert "dt" not in message
+
+
+@pytest.mark.parametrize("times", [np.array(["2026-01-01T00:00"], dtype="datetime64[ns]"),
+                                   np.array(["start"])])
+def test_time_of_dates_or_strings(ds, times):
+    fails(ds.assign_coords(time=times), DatasetError, "time", "seconds")
+
+
+@pytest.mark.parametrize("dtype", [complex, bool, str])
+def test_fields_that_are_not_real_numbers(ds, dtype):
+    bad = ds.assign(u=ds["u"].astype(dtype))
+    fails(bad, DatasetError, "'u'", "dtype")
+
+
+def test_qv_round_off_in_xlex_output_continues(ds):
+    assert ds.attrs["model"] == "xlex"
+    values = ds["qv"].values.copy()
+    values[0, 1, 5, 5] = -1e-12
+    tiny = ds.assign(qv=(ds["qv"].dims, values, ds["qv"].attrs))
+    with pytest.raises(ReachedCompilation):
+        integrate(tiny)
+    user = tiny.copy()
+    user.attrs = {k: v for k, v in tiny.attrs.items() if k != "model"}
+    fails(user, DatasetError, "'qv'", ">= 0")

@@ -9,7 +9,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 from xlex import diagnostics as dg
-from xlex.errors import DatasetError, GridMismatchError, OptionError
+from xlex.core.errors import DatasetError, GridMismatchError, OptionError
 
 
 def smooth_field(shape, sigma=3.0, seed=0):
@@ -73,7 +73,12 @@ def test_correlation_and_mse_values():
 
 def test_correlation_constant_field_is_nan_and_shape_mismatch_raises():
     a = np.ones((2, 3, 4, 5))
-    assert np.isnan(dg.correlation(a, a)).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NaN, and no RuntimeWarning noise
+        assert np.isnan(dg.correlation(a, a)).all()
+        varying = np.arange(120.0).reshape(2, 3, 4, 5)
+        r = dg.correlation(np.stack([a[0], varying[1]]), varying)
+    assert np.isnan(r[0]) and r[1] == pytest.approx(1.0, abs=1e-14)
     with pytest.raises(GridMismatchError, match="shapes"):
         dg.mse(np.ones((2, 3, 4)), np.ones((2, 3, 5)))
     with pytest.raises(OptionError, match="out of range"):

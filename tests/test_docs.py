@@ -40,8 +40,21 @@ def test_sphinx_build_has_no_warnings(tmp_path):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     api = (out / "api.html").read_text(encoding="utf-8")
     for name in ("xlex.accessor.LexAccessor.integrate", "xlex.cases.warm_bubble",
-                 "xlex.io.cm1.open_cm1", "xlex.config.ModelConfig", "xlex.errors.BlowUpError",
+                 "xlex.io.cm1.open_cm1", "xlex.core.errors.BlowUpError",
+                 "xlex.runner.resume",
+                 # the physics of a run (xlex.Physics and its schemes, xlex.make_step) and
+                 # the resolution of integrate's options
+                 "xlex.core.model.Physics", "xlex.core.model.make_step",
+                 "xlex.core.model.parameters",
+                 "xlex.core.dynamics.numerics.Advection",
+                 "xlex.core.dynamics.numerics.PressureSolver",
+                 "xlex.core.physics.smagorinsky.Smagorinsky",
+                 "xlex.core.physics.dynamic_smagorinsky.DynamicSmagorinsky",
+                 "xlex.core.physics.surface.BulkSurface",
+                 "xlex.core.physics.rotation.FPlane",
+                 "xlex.core.physics.scheme.PhysicsScheme",
+                 "xlex.options.resolve_physics", "xlex.options.recorded_physics",
                  "xlex.cases.convective_boundary_layer",
-                 "xlex.physics.dynamic_smagorinsky.dynamic_smagorinsky_viscosity",
-                 "xlex.physics.surface.bulk_surface_fluxes"):
+                 "xlex.core.physics.dynamic_smagorinsky.dynamic_smagorinsky_viscosity",
+                 "xlex.core.physics.surface.bulk_surface_fluxes"):
         assert f'id="{name}"' in api, f"{name} is missing from the API reference"

@@ -1,5 +1,5 @@
-"""Tests of the dynamic Smagorinsky model (xlex.physics.dynamic_smagorinsky) and of its
-coupling into the model (ModelConfig(sgs='dynamic')): agreement of the Germano tensors
+"""Tests of the dynamic Smagorinsky model (xlex.core.physics.dynamic_smagorinsky) and of its
+coupling into the model (Physics(sgs=DynamicSmagorinsky())): agreement of the Germano tensors
 and of Lilly's coefficient C(z) with an independent NumPy implementation (with and
 without the N^2 / Pr stability reduction), the least-squares step on prescribed
 coefficients, the invariances the procedure must have (Galilean, scale, mirror,
@@ -15,16 +15,20 @@ import numpy as np
 import pytest
 
 import xlex
-from xlex import constants
-from xlex.config import ModelConfig
-from xlex.dynamics import pressure
-from xlex.grid import Grid
-from xlex.initial import moist_base_state, warm_bubble_state
+from xlex.core import constants
+from xlex.core.dynamics import pressure
+from xlex.core.dynamics.numerics import PressureSolver
+from xlex.core.errors import OptionError
+from xlex.core.grid import Grid
+from xlex.core.initial import moist_base_state, warm_bubble_state
+from xlex.core.model import Physics, make_diagnostics, make_step, parameters
+from xlex.core.physics import dynamic_smagorinsky as dyn
+from xlex.core.physics import smagorinsky as sm
+from xlex.core.physics.dynamic_smagorinsky import DynamicSmagorinsky
+from xlex.core.physics.smagorinsky import Smagorinsky
+from xlex.core.state import BaseState, State
 from xlex.io.convert import dataset_to_inputs
-from xlex.model import make_step, output_diagnostics, sgs_coefficients
-from xlex.physics import dynamic_smagorinsky as dyn
-from xlex.physics import smagorinsky as sm
-from xlex.state import BaseState, State
+from xlex.options import recorded_physics, resolve_physics
 
 PR = 1.0 / 3.0
 # three different spacings and three different sizes, so that no axis can stand in for another
@@ -645,27 +649,33 @@ def test_viscosity_is_coefficient_times_smagorinsky_strain(stability):
 
 
 def test_model_dispatch_and_diagnostics_use_the_configured_options():
-    """sgs='dynamic' in the model (make_step's eddy coefficients and the output
-    diagnostics) is the dynamic viscosity with the config's prandtl and stability."""
+    """DynamicSmagorinsky in the model (the eddy coefficients its prepare gives the step
+    and the output diagnostics) is the dynamic viscosity with the scheme's prandtl and
+    stability."""
     s = smooth_state(GRID, REFERENCE_SEED)
     base = moist_base_state(GRID)
-    cfg = ModelConfig(precision="float64", sgs="dynamic", prandtl=0.5, stability=False)
-    k = sgs_coefficients(GRID, cfg)(s)
+    physics = Physics(sgs=DynamicSmagorinsky(prandtl=0.5, stability=False))
+    params = parameters(physics)
+    k = params.sgs.prepare(s, base, GRID)
     want = dyn.dynamic_smagorinsky_viscosity(s, GRID, prandtl=0.5, stability=False)
     np.testing.assert_array_equal(np.asarray(k.km), np.asarray(want.km))
     np.testing.assert_array_equal(np.asarray(k.kh), np.asarray(want.kh))
-    out = output_diagnostics(GRID, base, cfg)(s)
+    assert sorted(physics.outputs) == ["cs2", "kh", "km"]
+    out = make_diagnostics(GRID, physics)(s, base, params)
     assert sorted(out) == ["cs2", "kh", "km"]
     assert out["cs2"].shape == (GRID.nz,)
     np.testing.assert_allclose(np.asarray(out["cs2"]), coefficient(s, prandtl=0.5,
                                                                     stability=False),
                                rtol=1e-15, atol=0)
-    # cs is not a parameter of the dynamic model
-    other = sgs_coefficients(GRID, dataclasses.replace(cfg, cs=0.05))(s)
-    np.testing.assert_array_equal(np.asarray(other.km), np.asarray(k.km))
+    # cs is not a parameter of the dynamic model: it has no such field, and the
+    # shorthand refuses it
+    assert "cs" not in {f.name for f in dataclasses.fields(DynamicSmagorinsky)}
+    with pytest.raises(OptionError, match="cs is not an option of DynamicSmagorinsky"):
+        resolve_physics(sgs="dynamic", shorthand=dict(cs=0.05))
     # the prescribed-constant scheme has no cs2 diagnostic
-    plain = output_diagnostics(GRID, base, dataclasses.replace(cfg, sgs="smagorinsky"))(s)
-    assert sorted(plain) == ["kh", "km"]
+    smag = Physics(sgs=Smagorinsky(prandtl=0.5, stability=False))
+    plain = make_diagnostics(GRID, smag)(s, base, parameters(smag))
+    assert sorted(plain) == ["kh", "km"] and sorted(smag.outputs) == ["kh", "km"]
 
 
 # --------------------------------------------------------------------------- 6. coupled run
@@ -685,7 +695,7 @@ def bubble_case():
 
 @pytest.fixture(scope="module")
 def dynamic_step_run():
-    """20 steps of make_step with ModelConfig(sgs='dynamic', precision='float64'), with the
+    """20 steps of make_step with Physics(sgs=DynamicSmagorinsky()) in float64, with the
     scalar integrals, the mass divergence and the pressure iterations after every step
     and the coefficient C(z) and the extremes of K_m of the state each step starts from."""
     inputs = dataset_to_inputs(bubble_case())
@@ -693,17 +703,21 @@ def dynamic_step_run():
     assert grid.shape == (10, 20, 20)
     base = BaseState(**{k: jnp.asarray(v) for k, v in inputs.base.items()})
     start = State(**{k: jnp.asarray(v) for k, v in inputs.state.items()})
-    cfg = ModelConfig(precision="float64", sgs="dynamic", tolerance=BUBBLE_TOL,
-                      max_iterations=BUBBLE_ITERATIONS)
-    step = make_step(grid, base, cfg, BUBBLE_DT)
+    physics = Physics(sgs=DynamicSmagorinsky(),
+                      pressure=PressureSolver(tolerance=BUBBLE_TOL,
+                                              max_iterations=BUBBLE_ITERATIONS))
+    sgs = physics.sgs
+    step = make_step(grid, physics, BUBBLE_DT)
+    params = parameters(physics)
     mass, mass_faces = base.mass, base.mass_faces
     mc, mf = mass[:, None, None], mass_faces[:, None, None]
 
     def body(before, _):
-        c = dyn.dynamic_coefficient(before, grid, prandtl=cfg.prandtl, stability=cfg.stability)
-        km = dyn.dynamic_smagorinsky_viscosity(before, grid, prandtl=cfg.prandtl,
-                                               stability=cfg.stability).km
-        state, its = step(before)
+        c = dyn.dynamic_coefficient(before, grid, prandtl=sgs.prandtl, stability=sgs.stability)
+        km = dyn.dynamic_smagorinsky_viscosity(before, grid, prandtl=sgs.prandtl,
+                                               stability=sgs.stability).km
+        state, info = step(before, base, params)
+        its = info["pressure_iterations"]
         div = pressure.mass_divergence(state.u, state.v, state.w, mass, mass_faces, grid)
         flux = jnp.max(jnp.stack([jnp.max(jnp.abs(mc * state.u)) / grid.dx,
                                   jnp.max(jnp.abs(mc * state.v)) / grid.dy,
@@ -715,17 +729,17 @@ def dynamic_step_run():
     final, history = jax.jit(lambda s: jax.lax.scan(body, s, None, length=BUBBLE_STEPS))(start)
     history = {k: np.asarray(v) for k, v in history.items()}
     initial = {"th": float(jnp.sum(mc * start.th)), "qv": float(jnp.sum(mc * start.qv))}
-    return grid, base, cfg, start, final, initial, history
+    return grid, base, physics, start, final, initial, history
 
 
 def test_dynamic_run_is_finite_and_conserves_scalars(dynamic_step_run):
-    grid, base, cfg, start, final, initial, history = dynamic_step_run
+    grid, base, physics, start, final, initial, history = dynamic_step_run
     for name in ("u", "v", "w", "th", "qv", "pi"):
         assert np.all(np.isfinite(np.asarray(getattr(final, name)))), name
     assert float(jnp.max(final.w)) > 1.0  # the bubble rises
     # the subgrid mixing is really active on this flow
-    k = dyn.dynamic_smagorinsky_viscosity(final, grid, prandtl=cfg.prandtl,
-                                          stability=cfg.stability)
+    k = dyn.dynamic_smagorinsky_viscosity(final, grid, prandtl=physics.sgs.prandtl,
+                                          stability=physics.sgs.stability)
     tend = sm.subgrid_tendency(final, k, base, grid)
     assert float(jnp.max(k.km)) > 10.0
     assert float(jnp.max(jnp.abs(tend.th))) > 1e-4
@@ -783,7 +797,7 @@ def output_state(out, index):
 def test_integrate_outputs_the_dynamic_diagnostics(dynamic_integrate_run):
     out = dynamic_integrate_run
     assert out.sizes["time"] == BUBBLE_STEPS + 1 and out.attrs["xlex_status"] == "complete"
-    assert out.attrs["xlex_sgs"] == "dynamic"
+    assert recorded_physics(out.attrs).sgs == DynamicSmagorinsky()
     for name in ("km", "kh"):
         assert out[name].dims == ("time", "zh", "yh", "xh")
         assert out[name].attrs["units"] == "m2 s-1"

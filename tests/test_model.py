@@ -10,30 +10,48 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xlex import constants, thermo
-from xlex.config import ModelConfig
-from xlex.dynamics import pressure
-from xlex.grid import Grid
-from xlex.initial import moist_base_state, warm_bubble_state
-from xlex.model import make_step
-from xlex.state import State
-from xlex.stepping import advance
+from xlex.core import constants, thermo
+from xlex.core.dynamics import pressure
+from xlex.core.dynamics.numerics import PressureSolver
+from xlex.core.grid import Grid
+from xlex.core.initial import moist_base_state, warm_bubble_state
+from xlex.core.model import Physics, make_step, parameters
+from xlex.core.state import State
+from xlex.core.stepping import advance
 
 
-def config(**kw):
-    return ModelConfig(precision="float64", **kw)
+def config(**solver):
+    """The physics of these tests: no optional scheme, the pressure solver's options
+    (the precision is that of the arrays: float64 here)."""
+    return Physics(pressure=PressureSolver(**solver))
+
+
+def stepper(grid, physics, dt):
+    """``step(state) -> (state, pressure_iterations[4])`` with ``base`` and the
+    physics' parameters bound."""
+    step = make_step(grid, physics, dt)
+    params = parameters(physics)
+
+    def bind(base):
+        def one(state):
+            state, info = step(state, base, params)
+            return state, info["pressure_iterations"]
+        return one
+
+    return bind
 
 
 @functools.cache
-def _runner(grid, cfg, dt, n_steps):
-    """One compiled integration per (grid, options, dt, length); the base state is
+def _runner(grid, physics, dt, n_steps):
+    """One compiled integration per (grid, physics, dt, length); the base state is
     an argument (a pytree), so runs on different soundings share the compilation."""
-    return jax.jit(lambda base, state: advance(make_step(grid, base, cfg, dt), state, n_steps))
+    bind = stepper(grid, physics, dt)
+    return jax.jit(lambda base, state: advance(bind(base), state, n_steps))
 
 
-def run(grid, base, cfg, dt, state, n_steps):
+def run(grid, base, physics, dt, state, n_steps):
     """Final state and pressure iterations (n_steps, 4) after n_steps."""
-    return _runner(grid, cfg, dt, n_steps)(base, state)
+    return _runner(grid, physics, dt, n_steps)(base, state)
 
 
 def broadcast_column(profile, grid):
@@ -76,7 +94,7 @@ def test_horizontally_uniform_warm_layer_stays_at_rest(solver):
     layer = jnp.asarray(np.exp(-(((z - 4000.0) / 1500.0) ** 2)))
     start = dataclasses.replace(at_rest(grid, base),
                                 th=broadcast_column(base.th0 + layer, grid))
-    final, _ = run(grid, base, config(solver=solver), 30.0, start, 60)
+    final, _ = run(grid, base, config(method=solver), 30.0, start, 60)
     assert float(jnp.max(jnp.abs(final.w))) < 1e-10
     assert float(jnp.max(jnp.abs(final.u))) < 1e-10
     assert float(jnp.max(jnp.abs(final.th - start.th))) < 1e-10
@@ -163,8 +181,8 @@ DIV_GRID = Grid(nx=16, ny=16, nz=12, dx=750.0, dy=750.0, dz=500.0)
 def divergence_history(solver, tolerance, n_steps=6):
     base = moist_base_state(DIV_GRID)
     start = warm_bubble_state(DIV_GRID, base, 5.0, x_centre=6000.0, y_centre=6000.0)
-    step = make_step(DIV_GRID, base, config(solver=solver, tolerance=tolerance,
-                                            max_iterations=5000), 10.0)
+    step = stepper(DIV_GRID, config(method=solver, tolerance=tolerance, max_iterations=5000),
+                   10.0)(base)
     mass, mass_faces = base.mass, base.mass_faces
     mc = mass[:, None, None]
 
@@ -238,7 +256,7 @@ def ten_step_objective():
     """sum(w^2) + sum(u v) after 10 steps (200 s) of a resolved 4 km bubble, as a
     function of theta_c; pressure solves at tolerance 1e-12."""
     base = moist_base_state(GRAD_GRID)
-    step = make_step(GRAD_GRID, base, config(tolerance=1e-12), 20.0)
+    step = stepper(GRAD_GRID, config(tolerance=1e-12), 20.0)(base)
 
     def objective(theta_c):
         start = warm_bubble_state(GRAD_GRID, base, theta_c, x_centre=12000.0,

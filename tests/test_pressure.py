@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from xlex import operators as op
-from xlex import thermo
-from xlex.dynamics import pressure
-from xlex.grid import Grid
-from xlex.initial import moist_base_state, warm_bubble_state
+from xlex.core import operators as op
+from xlex.core import thermo
+from xlex.core.dynamics import pressure
+from xlex.core.grid import Grid
+from xlex.core.initial import moist_base_state, warm_bubble_state
 
 # --------------------------------------------------------------------------- set-up
 
@@ -340,3 +340,65 @@ def test_solve_derivatives_do_not_depend_on_the_rhs_scale(small_problem, solver,
     tangent = float(jax.jit(lambda r, t: jax.jvp(j, (r,), (t,))[1])(rhs, g))
     exact = float(jnp.vdot(ref, g))
     assert abs(tangent - exact) < 100 * tol * abs(exact), ("forward", tangent, exact)
+
+
+# --------------------------------------------------------------------------- honest solves
+
+
+def test_float32_projection_meets_the_tolerance_on_the_true_divergence():
+    # in float32 the recursive CG residual drifts from the true one; the solve
+    # must stop on the true residual, so the divergence left after projection
+    # is within the tolerance asked
+    n = 64
+    grid = Grid(nx=n, ny=n, nz=n // 2, dx=24000.0 / n, dy=24000.0 / n, dz=24000.0 / n)
+    b = moist_base_state(grid)
+    s = warm_bubble_state(grid, b, 5.0)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    thrho = thermo.density_potential_temperature(f32(s.th), f32(s.qv))
+    mass, mass_faces = f32(b.mass), f32(b.mass_faces)
+    rng = np.random.default_rng(7)
+    u, v = f32(rng.standard_normal(grid.shape)), f32(rng.standard_normal(grid.shape))
+    w = op.zero_walls(f32(rng.standard_normal(grid.w_shape)))
+    tol = 1e-5
+    project = jax.jit(lambda u, v, w: pressure.project(
+        u, v, w, thrho, mass, mass_faces, grid, 6.0, jnp.zeros(grid.shape, jnp.float32),
+        tolerance=tol, max_iterations=100, return_info=True))
+    u2, v2, w2, pi, its, info = project(u, v, w)
+    assert u2.dtype == jnp.float32
+    before = pressure.mass_divergence(u, v, w, mass, mass_faces, grid)
+    after = pressure.mass_divergence(u2, v2, w2, mass, mass_faces, grid)
+    ratio = float(jnp.linalg.norm(after) / jnp.linalg.norm(before))
+    assert ratio <= tol, ratio
+    assert bool(info.converged) and not bool(info.breakdown)
+    assert float(info.relative_residual) <= tol
+    assert int(info.iterations) == int(its) < 100
+
+
+def test_solve_info_of_a_converged_float64_solve(coef):
+    rhs = zero_mean(rng_field(43))
+    for solver in ("pcg", "bicgstab"):
+        phi, its, info = solve(rhs, coef, solver=solver, tolerance=1e-9, max_iterations=5000,
+                               return_info=True)
+        assert bool(info.converged) and not bool(info.breakdown), solver
+        assert float(info.relative_residual) == pytest.approx(
+            relative_residual(phi, rhs, coef), rel=1e-6)
+    # too few iterations: not converged, no breakdown, the residual says how far
+    _, its, info = solve(rhs, coef, solver="bicgstab", tolerance=1e-9, max_iterations=2,
+                         return_info=True)
+    assert int(its) == 2 and not bool(info.converged) and not bool(info.breakdown)
+    assert float(info.relative_residual) > 1e-9
+
+
+def test_krylov_breakdown_is_reported(coef):
+    rhs = zero_mean(rng_field(44))
+    negative = lambda x: -apply(x, coef)  # noqa: E731  negative definite: p.Ap < 0
+    x, its, broken = pressure.conjugate_gradient(negative, rhs, lambda r: r, 1e-8, 50,
+                                                 return_info=True)
+    assert bool(broken) and int(its) == 1
+    # a null operator: r_hat . v == 0 at once
+    x, its, broken = pressure.bicgstab(jnp.zeros_like, rhs, 1e-8, 50, return_info=True)
+    assert bool(broken) and int(its) == 1
+    # the same solvers on the true operator report none
+    _, _, broken = pressure.conjugate_gradient(lambda x: apply(x, coef), rhs, lambda r: r,
+                                               1e-8, 500, return_info=True)
+    assert not bool(broken)

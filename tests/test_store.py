@@ -4,7 +4,9 @@ kill or an incomplete record, blow-ups and Ctrl-C with a store, ``xlex run -o`` 
 
 The physics runs are 12 x 12 x 6 cells of 2 km with dt = 20 s in float64; each real
 ``integrate`` call compiles its loop (a few seconds), so the reference run is a module
-fixture. Logic that does not need the physics uses a cheap stand-in step.
+fixture. Logic that does not need the physics uses a cheap stand-in step. Resume is also
+checked bit for bit for each physics scheme (recorded in the ``xlex_physics`` attribute)
+on 12 x 12 x 12 cells of 2 km x 1 km.
 """
 
 import contextlib
@@ -28,10 +30,11 @@ import pytest
 import xarray as xr
 
 import xlex
-import xlex.driver
+import xlex.runner
 from xlex import cli
-from xlex.errors import BlowUpError, OptionError, XlexError
+from xlex.core.errors import BlowUpError, OptionError, XlexError
 from xlex.io.store import COMPLETE, NetCDFStore, complete_records, open_store
+from xlex.options import LEGACY_OPTIONS, PHYSICS_ATTR, recorded_physics, resolve_physics
 
 RUN = dict(dt=20.0, output_every="1min", precision="float64", progress=False)
 FIELDS = ("u", "v", "w", "th", "qv", "pipert")
@@ -43,11 +46,32 @@ DERIVED = ("thpert", "qvpert", "thrho", "pressure_iterations")
 
 def fake_make_step(update):
     """A ``make_step`` whose step applies ``update(state) -> state`` (cheap to compile)."""
-    def make_step(grid, base, config, dt):
-        def step(s):
-            return update(s), jnp.ones(4, jnp.int32)
+    def make_step(grid, physics, dt):
+        def step(s, base, params):
+            return update(s), {"pressure_iterations": jnp.ones(4, jnp.int32)}
         return step
     return make_step
+
+
+def spy_make_step(seen, update):
+    """A fake ``make_step`` (as :func:`fake_make_step`) that appends (physics, dt, dtype
+    of the state) to ``seen`` each time a step is built and traced."""
+    fake = fake_make_step(update)
+
+    def make_step(grid, physics, dt):
+        step = fake(grid, physics, dt)
+
+        def spied(s, base, params):
+            seen.append((physics, dt, s.th.dtype))
+            return step(s, base, params)
+        return spied
+    return make_step
+
+
+def forget_compiled(monkeypatch):
+    """Start from an empty cache of compiled chunks (so that the next run builds and
+    traces its step again)."""
+    monkeypatch.setattr(xlex.runner, "_COMPILED", {})
 
 
 def warm_by(kelvin):
@@ -157,11 +181,13 @@ def test_store_records_the_run_options(streamed):
         assert attrs["xlex_duration"] == 300.0
         assert attrs["xlex_start_time"] == 0.0
         assert attrs["xlex_precision"] == "float64"
-        assert attrs["xlex_solver"] == "pcg"
+        assert recorded_physics(attrs).pressure.method == "pcg"
         assert attrs["xlex_status"] == "complete"
         assert attrs["case"] == "warm_bubble"
-        for key in xlex.ModelConfig(precision="float64").as_attrs():
-            assert key in attrs, key
+        # the physics is one attribute, and nothing of it is left out
+        assert recorded_physics(attrs) == xlex.Physics()
+        assert attrs[PHYSICS_ATTR] == out.attrs[PHYSICS_ATTR]
+        assert not [k for k in attrs if k.startswith("xlex_") and k[5:] in LEGACY_OPTIONS]
         # every attribute of the returned Dataset but the wall time is in the file
         for key, value in out.attrs.items():
             if key == "xlex_wall_seconds":
@@ -193,7 +219,7 @@ def test_open_store_selects_records(streamed):
 
 
 def test_no_store_writes_no_file(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
     monkeypatch.chdir(tmp_path)
     out = ds0.lex.integrate("1min", **RUN)
     assert out.sizes["time"] == 2
@@ -210,7 +236,7 @@ def no_compile(*args, **kwargs):
 @pytest.mark.parametrize("content", ["bytes", "store"])
 def test_an_existing_file_is_never_overwritten(ds0, streamed, tmp_path, monkeypatch,
                                                content):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     path = tmp_path / "precious.nc"
     if content == "bytes":
         path.write_bytes(b"precious results, not even NetCDF\n")
@@ -227,7 +253,7 @@ def test_an_existing_file_is_never_overwritten(ds0, streamed, tmp_path, monkeypa
 
 
 def test_store_given_as_a_string(ds0, streamed, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     path = tmp_path / "precious.nc"
     shutil.copyfile(streamed[0], path)
     with pytest.raises(FileExistsError, match="precious.nc"):
@@ -235,7 +261,7 @@ def test_store_given_as_a_string(ds0, streamed, tmp_path, monkeypatch):
 
 
 def test_overwrite_replaces_the_file(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
     path = tmp_path / "old.nc"
     path.write_bytes(b"old\n")
     out = ds0.lex.integrate("2min", store=path, overwrite=True, **RUN)
@@ -246,7 +272,7 @@ def test_overwrite_replaces_the_file(ds0, tmp_path, monkeypatch):
 
 def test_overwrite_keeps_the_file_when_the_run_is_refused(ds0, tmp_path, monkeypatch):
     # a bad option or Dataset is found before the old file is touched
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     path = tmp_path / "old.nc"
     path.write_bytes(b"old\n")
     with pytest.raises(OptionError, match="output_every"):
@@ -261,7 +287,7 @@ def test_overwrite_keeps_the_file_when_the_run_is_refused(ds0, tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", ["out.txt", "out", "out.nc.bak", "out.h5"])
 def test_store_must_be_netcdf_or_zarr(ds0, tmp_path, monkeypatch, name):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     path = tmp_path / name
     with pytest.raises(OptionError) as info:
         ds0.lex.integrate("1min", store=path, **RUN)
@@ -270,7 +296,7 @@ def test_store_must_be_netcdf_or_zarr(ds0, tmp_path, monkeypatch, name):
 
 
 def test_store_folder_must_exist(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     path = tmp_path / "no" / "such" / "folder" / "out.nc"
     with pytest.raises(OptionError, match="store"):
         ds0.lex.integrate("1min", store=path, **RUN)
@@ -279,7 +305,7 @@ def test_store_folder_must_exist(ds0, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("store", [123, ["out.nc"]])
 def test_store_of_the_wrong_type(ds0, monkeypatch, store):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     with pytest.raises(xlex.OptionTypeError, match="store"):
         ds0.lex.integrate("1min", store=store, **RUN)
 
@@ -303,7 +329,7 @@ def test_resume_after_an_incomplete_record(streamed, copy_of, k):
 
 
 def test_resume_of_a_complete_store_does_nothing(streamed, copy_of, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     before = copy_of.read_bytes()
     resumed = xlex.resume(copy_of, progress=False)
     assert_records_equal(resumed, streamed[1], FIELDS + DERIVED)
@@ -311,7 +337,7 @@ def test_resume_of_a_complete_store_does_nothing(streamed, copy_of, monkeypatch)
 
 
 def test_resume_with_a_longer_duration_appends(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
     reference = ds0.lex.integrate("4min", **RUN)
     path = tmp_path / "short.nc"
     ds0.lex.integrate("2min", store=path, **RUN)
@@ -320,10 +346,41 @@ def test_resume_with_a_longer_duration_appends(ds0, tmp_path, monkeypatch):
     assert complete_records(path) == 5
 
 
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_an_extension_killed_part_way_stays_running_and_resumes_to_its_end(
+        ds0, tmp_path, monkeypatch, suffix):
+    """resume(duration=...) updates the store's planned duration and status when it
+    starts, so an extension cut short is not reported complete and a plain resume
+    finishes it (issue 15 item 4)."""
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
+    reference = ds0.lex.integrate("5min", **RUN)
+    path = tmp_path / f"run{suffix}"
+    ds0.lex.integrate("2min", store=path, **RUN)
+    calls = {"n": 0}
+    real = xlex.runner.Records.add
+
+    def killed_after_one_record(self, *args):
+        real(self, *args)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the initial record, then one new one: stop here
+            raise SystemExit("killed")
+
+    monkeypatch.setattr(xlex.runner.Records, "add", killed_after_one_record)
+    with pytest.raises(SystemExit):
+        xlex.resume(path, "3min", progress=False)
+    monkeypatch.setattr(xlex.runner.Records, "add", real)
+    attrs = open_store(path).attrs
+    assert attrs["xlex_status"] == "running"
+    assert float(attrs["xlex_duration"]) == 300.0
+    finished = xlex.resume(path, progress=False)  # no duration: to the planned end
+    assert finished.attrs["xlex_status"] == "complete"
+    assert_records_equal(finished, reference, FIELDS + DERIVED)
+
+
 def test_resume_a_run_that_started_later(ds0, tmp_path, monkeypatch):
     # the run starts from the last record of an earlier run (t = 120 s): resume must
     # aim at 120 s + duration, not at the duration
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
     first = ds0.lex.integrate("2min", **RUN)
     reference = first.lex.integrate("3min", **RUN)
     path = tmp_path / "later.nc"
@@ -335,7 +392,7 @@ def test_resume_a_run_that_started_later(ds0, tmp_path, monkeypatch):
 
 
 def test_resume_an_ensemble(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(0.5)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(0.5)))
     prognostic = ["u", "v", "w", "th", "qv", "pipert", "thpert", "qvpert", "thrho"]
     ens = xr.concat([ds0, ds0.assign(th=ds0["th"] + 0.7)], dim="member",
                     data_vars=prognostic, coords="minimal", compat="override", join="exact")
@@ -349,48 +406,83 @@ def test_resume_an_ensemble(ds0, tmp_path, monkeypatch):
 
 
 def test_resume_restores_the_run_options(ds0, tmp_path, monkeypatch):
-    configs = []
-
-    def spy(grid, base, config, dt):
-        configs.append((config, dt))
-        return fake_make_step(warm_by(1.0))(grid, base, config, dt)
-
-    monkeypatch.setattr(xlex.driver, "make_step", spy)
+    seen = []
+    monkeypatch.setattr(xlex.runner, "make_step", spy_make_step(seen, warm_by(1.0)))
+    forget_compiled(monkeypatch)
     options = dict(solver="bicgstab", tolerance=1e-8, max_iterations=50, vertical_order=3,
                    momentum_advection="weno5", weno_epsilon=1e-5, coriolis=1e-4,
                    geostrophic_u=2.0, geostrophic_v=-1.0)
     path = tmp_path / "options.nc"
     ds0.lex.integrate("2min", store=path, **{**RUN, "dt": 30.0}, **options)
     spoil_from(path, 1)
+    forget_compiled(monkeypatch)  # resume builds its step again
     xlex.resume(path, progress=False)
-    (first, dt_first), (again, dt_again) = configs
+    (first, dt_first, dtype_first), (again, dt_again, dtype_again) = seen
     assert dt_first == dt_again == 30.0
-    assert dataclasses.asdict(again) == dataclasses.asdict(first)
-    assert again.precision == "float64" and again.solver == "bicgstab"
+    assert first == resolve_physics(shorthand=options)
+    assert again == first and again.to_dict() == first.to_dict()
+    assert dtype_first == dtype_again == np.float64  # precision="float64"
+    assert again.pressure.method == "bicgstab"
 
 
 def test_resume_restores_the_subgrid_options(ds0, tmp_path, monkeypatch):
-    fields = {f.name for f in dataclasses.fields(xlex.ModelConfig)}
-    if "sgs" not in fields:
-        pytest.fail("ModelConfig has no sgs option")
-    configs = []
-
-    def spy(grid, base, config, dt):
-        configs.append(config)
-        return fake_make_step(warm_by(1.0))(grid, base, config, dt)
-
-    monkeypatch.setattr(xlex.driver, "make_step", spy)
+    seen = []
+    monkeypatch.setattr(xlex.runner, "make_step", spy_make_step(seen, warm_by(1.0)))
+    forget_compiled(monkeypatch)
     path = tmp_path / "sgs.nc"
     ds0.lex.integrate("2min", store=path, sgs="smagorinsky", cs=0.2, prandtl=0.5,
                       stability=False, **RUN)
     spoil_from(path, 1)
+    forget_compiled(monkeypatch)
     xlex.resume(path, progress=False)
-    first, again = configs
-    assert dataclasses.asdict(again) == dataclasses.asdict(first)
+    (first, _, _), (again, _, _) = seen
+    assert first.sgs == xlex.Smagorinsky(cs=0.2, prandtl=0.5, stability=False)
+    assert again == first and again.to_dict() == first.to_dict()
+
+
+#: Physics of the resume tests below, by name.
+SCHEMES = {
+    "none": xlex.Physics(),
+    "smagorinsky": xlex.Physics(sgs=xlex.Smagorinsky(cs=0.2)),
+    "dynamic": xlex.Physics(sgs=xlex.DynamicSmagorinsky()),
+    "surface": xlex.Physics(sgs=xlex.Smagorinsky(),
+                            surface=xlex.BulkSurface(surface_temperature=305.0)),
+    "fplane": xlex.Physics(rotation=xlex.FPlane(f=1e-4, geostrophic_wind=(5.0, -2.0))),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 12 x 12 x 12 bubble of 2 km x 1 km cells."""
+    return xlex.cases.warm_bubble(theta_c=5.0, dx=2000.0, dz=1000.0)
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_resume_of_each_scheme_is_bit_for_bit(tiny, tmp_path, name):
+    # the physics goes to the store as one attribute (xlex_physics) and resume reads it
+    # back: the resumed records equal those of the uninterrupted run bit for bit
+    physics = SCHEMES[name]
+    reference = tiny.lex.integrate("3min", physics=physics, **RUN)
+    names = FIELDS + DERIVED + tuple(physics.outputs)
+    assert set(physics.outputs) <= set(reference.data_vars)
+    path = tmp_path / f"{name}.nc"
+    tiny.lex.integrate("3min", physics=physics, store=path, **RUN)
+    with xr.open_dataset(path) as f:
+        assert recorded_physics(f.attrs) == physics
+        assert not [k for k in f.attrs if k.startswith("xlex_") and k[5:] in LEGACY_OPTIONS]
+    spoil_from(path, 2)  # killed while writing record 2 of 4
+    assert complete_records(path) == 2
+    resumed = xlex.resume(path, progress=False)
+    assert complete_records(path) == 4
+    np.testing.assert_array_equal(resumed["time"].values, [0.0, 60.0, 120.0, 180.0])
+    for var in names:
+        np.testing.assert_array_equal(resumed[var].values, reference[var].values, err_msg=var)
+    assert recorded_physics(resumed.attrs) == physics
+    assert resumed.attrs["xlex_status"] == "complete"
 
 
 def test_resume_refuses_a_file_not_written_by_a_store(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     path = tmp_path / "plain.nc"
     ds0.to_netcdf(path)
     with pytest.raises(XlexError) as info:
@@ -399,7 +491,7 @@ def test_resume_refuses_a_file_not_written_by_a_store(ds0, tmp_path, monkeypatch
 
 
 def test_resume_refuses_a_store_without_a_complete_record(copy_of, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", no_compile)
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
     spoil_from(copy_of, 0)
     with pytest.raises(XlexError, match="no complete record"):
         xlex.resume(copy_of, progress=False)
@@ -565,7 +657,7 @@ READER = textwrap.dedent("""
 
 def test_a_reader_holding_the_store_open_does_not_break_the_run(ds0, tmp_path,
                                                                 monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
     create = NetCDFStore.create
     readers = []
 
@@ -594,7 +686,7 @@ def test_a_reader_holding_the_store_open_does_not_break_the_run(ds0, tmp_path,
 
 
 def test_blow_up_in_the_first_interval(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(
         lambda s: dataclasses.replace(s, th=s.th * jnp.nan)))
     path = tmp_path / "nan.nc"
     with pytest.raises(BlowUpError) as info:
@@ -618,7 +710,7 @@ def test_blow_up_after_some_records(ds0, tmp_path, monkeypatch):
         th = s.th + 1.0
         return dataclasses.replace(s, th=jnp.where(jnp.min(th) > th_min + 6.5, jnp.nan, th))
 
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(update))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(update))
     path = tmp_path / "later_nan.nc"
     with pytest.raises(BlowUpError) as info:
         ds0.lex.integrate("5min", store=path, **RUN)
@@ -654,7 +746,7 @@ def test_a_real_blow_up_keeps_the_records_before_it(tmp_path):
 
 
 class _InterruptSecondCall:
-    """Stands in for ``jax`` in xlex.driver: the second call of the jitted output-interval
+    """Stands in for ``jax`` in xlex.runner: the second call of the jitted output-interval
     function raises KeyboardInterrupt (a Ctrl-C during the second interval)."""
 
     def __getattr__(self, name):
@@ -673,9 +765,10 @@ class _InterruptSecondCall:
 
 
 def test_ctrl_c_keeps_the_store_and_resume_finishes_it(ds0, tmp_path, monkeypatch):
-    monkeypatch.setattr(xlex.driver, "make_step", fake_make_step(warm_by(1.0)))
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
     reference = ds0.lex.integrate("4min", **RUN)
-    monkeypatch.setattr(xlex.driver, "jax", _InterruptSecondCall())
+    forget_compiled(monkeypatch)  # the chunk of the reference is not jitted by the stand-in
+    monkeypatch.setattr(xlex.runner, "jax", _InterruptSecondCall())
     path = tmp_path / "ctrl_c.nc"
     with pytest.warns(RuntimeWarning, match="interrupted"):
         out = ds0.lex.integrate("4min", store=path, **RUN)
@@ -685,7 +778,8 @@ def test_ctrl_c_keeps_the_store_and_resume_finishes_it(ds0, tmp_path, monkeypatc
     with xr.open_dataset(path) as f:
         assert f.attrs["xlex_status"] == "interrupted"
         assert_records_equal(f, out)
-    monkeypatch.setattr(xlex.driver, "jax", jax)
+    monkeypatch.setattr(xlex.runner, "jax", jax)
+    forget_compiled(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resumed = xlex.resume(path, progress=False)
@@ -711,7 +805,12 @@ def test_cli_run_streams_and_resumes(tmp_path):
 
     spoil_from(f, 2, garbage=np.nan)
     assert complete_records(f) == 2
+    # the figure of the first run is not replaced without --overwrite
+    png = (tmp_path / "cli.png").read_bytes()
     code, out, err = run_main(["run", "--resume", str(f), "--no-progress"])
+    assert code == 2 and "cli.png" in err and "--overwrite" in err
+    assert (tmp_path / "cli.png").read_bytes() == png and complete_records(f) == 2
+    code, out, err = run_main(["run", "--resume", str(f), "--no-progress", "--overwrite"])
     assert code == 0, err
     assert str(f) in out
     assert complete_records(f) == 3
@@ -719,6 +818,13 @@ def test_cli_run_streams_and_resumes(tmp_path):
     with xr.open_dataset(f) as reopened:
         assert_records_equal(reopened, whole, FIELDS + DERIVED)
         assert reopened.attrs["xlex_status"] == "complete"
+    # --duration with --resume extends the run (it was silently ignored)
+    code, out, err = run_main(["run", "--resume", str(f), "--duration", "1min", "--no-progress",
+                               "--overwrite"])
+    assert code == 0, err
+    longer = open_store(f)
+    np.testing.assert_array_equal(longer["time"].values, [0.0, 60.0, 120.0, 180.0])
+    assert float(longer.attrs["xlex_duration"]) == 180.0
 
 
 def test_cli_refuses_to_overwrite_a_store(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 import xlex
+from xlex.options import recorded_physics
 
 zarr = pytest.importorskip("zarr")
 
@@ -37,6 +38,7 @@ def test_zarr_store_holds_every_record(initial, reference, tmp_path):
     assert stored.sizes["time"] == 5
     assert stored.attrs["xlex_status"] == "complete"
     assert stored.attrs["xlex_dt"] == 20.0
+    assert recorded_physics(stored.attrs) == xlex.Physics()  # the xlex_physics attribute
     assert stored["th"].attrs["standard_name"] == "air_potential_temperature"
     for name in FIELDS:
         assert np.array_equal(stored[name].values, out[name].values), name

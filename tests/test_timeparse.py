@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xlex.errors import OptionError, OptionTypeError, XlexError
+from xlex.core.errors import OptionError, OptionTypeError, XlexError
 from xlex.timeparse import to_seconds, whole_multiple
 
 
@@ -88,3 +88,33 @@ def test_whole_multiple():
         whole_multiple(150.0, 60.0, "duration", "output_every")
     with pytest.raises(OptionError, match="output_every.*dt"):
         whole_multiple(30.0, 60.0, "output_every", "dt")
+
+
+def _message(*args):
+    with pytest.raises(OptionError) as info:
+        whole_multiple(*args)
+    return str(info.value)
+
+
+def test_suggestions_divide_and_never_shorten_the_run():
+    msg = _message(600.0, 420.0, "duration", "output_every")
+    assert "output_every=150, 200 or 300 s" in msg
+    assert "duration=840 s" in msg          # the longer run, never 420 s
+    assert "duration=420" not in msg and "=420 s" not in msg
+
+
+@pytest.mark.parametrize("big, small", [(60.0, 25.0), (60.0, 7.0), (1200.0, 3.7), (30.0, 60.0),
+                                        (0.3, 0.7)])
+def test_dt_suggestions_divide_the_interval(big, small):
+    import re
+    msg = _message(big, small, "output_every", "dt")
+    listed = re.search(r"dt=([0-9., or]+) s", msg).group(1)
+    values = [float(v) for v in re.split(r",\s*|\s+or\s+", listed)]
+    assert values and small not in values
+    for v in values:
+        assert abs(big / v - round(big / v)) < 1e-9
+
+
+def test_absurd_dt_is_refused_clearly():
+    msg = _message(60.0, 1e-9, "output_every", "dt")
+    assert "out of reach" in msg and "seconds" in msg

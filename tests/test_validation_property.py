@@ -3,11 +3,10 @@ argument is refused with an :class:`xlex.XlexError` that names the culprit, befo
 anything is compiled and without a JAX traceback.
 
 The malformed inputs are built by hypothesis from a valid 12 x 12 x 6 warm bubble.
-``xlex.driver.make_step`` is replaced for the whole module by a function that fails
+``xlex.runner.make_step`` is replaced for the whole module by a function that fails
 the test if it is ever called.
 """
 
-import dataclasses
 import math
 import re
 import traceback
@@ -19,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xlex
-import xlex.driver
-from xlex.errors import DatasetError, OptionError, OptionTypeError, XlexError
-from xlex.io.convert import dataset_to_inputs
+import xlex.options
+import xlex.runner
+from xlex.core.errors import DatasetError, OptionError, OptionTypeError, XlexError
+from xlex.io.convert import QV_ROUNDOFF, dataset_to_inputs
 
 SETTINGS = settings(deadline=None, max_examples=40, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -34,17 +34,19 @@ PARTNER = {"zh": "zf", "zf": "zh", "yh": "yf", "yf": "yh", "xh": "xf", "xf": "xh
 FIELDS = ("u", "v", "w", "th", "qv", "pipert", "th0", "qv0", "pi0")
 
 BASE = xlex.cases.warm_bubble(theta_c=5.0, dx=2000.0)
+#: The keyword options of integrate: the shorthands, the Physics slots and ``physics``.
+KNOWN_OPTIONS = set(xlex.options.SHORTHANDS) | set(xlex.options.SLOTS) | {"physics"}
 
 
 def never_compile(*args, **kwargs):
-    raise AssertionError("xlex.driver.make_step was called: the bad input got through to "
+    raise AssertionError("xlex.runner.make_step was called: the bad input got through to "
                          "the model")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def no_model():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(xlex.driver, "make_step", never_compile)
+        mp.setattr(xlex.runner, "make_step", never_compile)
         yield
 
 
@@ -74,7 +76,7 @@ def assert_refused(call, *names, kind=XlexError):
 
 
 def integrate(ds, duration="2min", **kwargs):
-    return xlex.driver.integrate(ds, duration, **{**RUN, **kwargs})
+    return xlex.runner.integrate(ds, duration, **{**RUN, **kwargs})
 
 
 def test_the_base_dataset_is_valid():
@@ -135,8 +137,16 @@ def non_finite(draw):
 def negative_humidity(draw):
     name = draw(st.sampled_from(["qv", "qv0"]))
     index = draw(index_into(BASE[name]))
-    value = -draw(st.floats(1e-12, 1.0))
-    return with_value(BASE, name, index, value), (name,)
+    if draw(st.booleans()):
+        # not written by xlex: any negative value is refused
+        ds = BASE.copy()
+        ds.attrs = {k: v for k, v in BASE.attrs.items() if k != "model"}
+        value = -draw(st.floats(1e-12, 1.0))
+    else:
+        # written by xlex (as BASE is): round-off down to -QV_ROUNDOFF is set to 0
+        ds = BASE
+        value = -draw(st.floats(QV_ROUNDOFF, 1.0, exclude_min=True))
+    return with_value(ds, name, index, value), (name,)
 
 
 @st.composite
@@ -285,7 +295,7 @@ BAD_DURATIONS = st.one_of(
 @given(option=st.sampled_from(TIME_OPTIONS), value=BAD_DURATIONS)
 def test_bad_durations_are_refused(option, value):
     args = {"duration": "2min", "dt": 20.0, "output_every": "1min", option: value}
-    assert_refused(lambda: xlex.driver.integrate(
+    assert_refused(lambda: xlex.runner.integrate(
         BASE, args["duration"], dt=args["dt"], output_every=args["output_every"],
         progress=False), option)
 
@@ -309,7 +319,7 @@ def test_output_every_must_divide_duration(every, m, r):
     assert names_in("duration", str(err)) and names_in("output_every", str(err))
 
 
-#: Bad values of the ModelConfig options (by option), and whether each is a type error.
+#: Bad values of the shorthand options (and precision), by option.
 BAD_OPTIONS = {
     "solver": st.one_of(st.text(max_size=12).filter(lambda s: s not in ("pcg", "bicgstab")),
                         st.sampled_from(["PCG", "cg", "fft", "bicgstab "])),
@@ -324,6 +334,9 @@ BAD_OPTIONS = {
     "momentum_advection": st.text(max_size=12).filter(lambda s: s not in ("weno5", "upwind5")),
     "weno_epsilon": st.one_of(st.floats(max_value=0.0), st.just(math.nan),
                               st.just(math.inf)),
+    "weno_regularisation": st.text(max_size=12).filter(
+        lambda s: s not in ("relative", "absolute")),
+    "positive_moisture": st.sampled_from(["yes", "False", 1, 0, 1.0]),
     "coriolis": st.sampled_from([math.nan, math.inf, -math.inf]),
     "geostrophic_u": st.sampled_from([math.nan, math.inf, -math.inf]),
     "geostrophic_v": st.sampled_from([math.nan, math.inf, -math.inf]),
@@ -331,6 +344,35 @@ BAD_OPTIONS = {
 WRONG_TYPES = st.sampled_from([None, [1], (1,), {"a": 1}, object(), b"x", 1j])
 #: Options whose default is None (a valid value) or that take any int-like value.
 NONE_ALLOWED = {"tolerance", "max_iterations"}
+
+#: Bad values of the options of the subgrid and surface schemes, with the scheme that
+#: takes them (so that the value itself is judged, not the missing scheme).
+SCHEME_OPTIONS = {
+    "cs": ([{"sgs": "smagorinsky"}], [-0.1, 1.5, math.nan, math.inf, "0.2", None]),
+    "prandtl": ([{"sgs": "smagorinsky"}, {"sgs": "dynamic"}],
+                [0.0, -1.0, math.nan, math.inf, "1/3", None]),
+    "stability": ([{"sgs": "smagorinsky"}, {"sgs": "dynamic"}], ["yes", 1, None, [True]]),
+    "filter_ratio": ([{"sgs": "dynamic"}], [1.0, 0.5, 11.0, math.nan, "2", None]),
+    "nu": ([{"sgs": "constant"}], [-1.0, math.nan, math.inf, "75", None]),
+    "kappa": ([{"sgs": "constant", "nu": 10.0}], [-1.0, math.nan, math.inf, "75"]),
+    "surface_temperature": ([{"surface": "bulk"}], [0.0, -5.0, math.nan, math.inf, "300",
+                                                    None]),
+    "surface_potential_temperature": ([{"surface": "bulk"}],
+                                      [0.0, -5.0, math.nan, math.inf, "300", None]),
+    "roughness_length": ([{"surface": "bulk", "surface_temperature": 300.0}],
+                         [0.0, -0.1, math.nan, math.inf, "0.1", None, 900.0]),
+    "scalar_roughness_length": ([{"surface": "bulk", "surface_temperature": 300.0}],
+                                [0.0, -0.1, math.nan, "0.1", 900.0]),
+    "moisture_availability": ([{"surface": "bulk", "surface_temperature": 300.0}],
+                              [-0.1, 1.5, math.nan, "1", None]),
+    "minimum_wind_speed": ([{"surface": "bulk", "surface_temperature": 300.0}],
+                           [0.0, -1.0, math.nan, math.inf, "1", None]),
+}
+
+
+def test_every_shorthand_has_bad_values():
+    assert set(xlex.options.SHORTHANDS) == (set(BAD_OPTIONS) | set(SCHEME_OPTIONS)) - {
+        "precision"}
 
 
 @SETTINGS
@@ -344,25 +386,42 @@ def test_bad_model_options_are_refused(data, option):
 @SETTINGS
 @given(data=st.data())
 def test_bad_subgrid_options_are_refused(data):
-    known = {f.name for f in dataclasses.fields(xlex.ModelConfig)}
-    if "sgs" not in known:
-        pytest.skip("no subgrid options in this version")
     option, value = data.draw(st.one_of(
         st.tuples(st.just("sgs"), st.text(max_size=12).filter(
-            lambda s: s not in ("none", "smagorinsky"))),
+            lambda s: s not in ("none", "smagorinsky", "dynamic", "constant"))),
         st.tuples(st.just("cs"), st.sampled_from([-0.1, math.nan, math.inf, "0.2", None])),
         st.tuples(st.just("prandtl"), st.sampled_from([0.0, -1.0, math.nan, "1/3", None])),
         st.tuples(st.just("stability"), st.sampled_from(["yes", 1, None, [True]]))))
-    assert_refused(lambda: integrate(BASE, **{option: value}), option)
+    # the options of a scheme are judged with the scheme on
+    scheme = {} if option == "sgs" else {"sgs": "smagorinsky"}
+    assert_refused(lambda: integrate(BASE, **scheme, **{option: value}), option)
+
+
+@SETTINGS
+@given(data=st.data(), option=st.sampled_from(sorted(SCHEME_OPTIONS)))
+def test_bad_scheme_options_are_refused(data, option):
+    schemes, values = SCHEME_OPTIONS[option]
+    scheme = data.draw(st.sampled_from(schemes), label="scheme")
+    value = data.draw(st.sampled_from(values), label=option)
+    assert_refused(lambda: integrate(BASE, **scheme, **{option: value}), option)
+
+
+@pytest.mark.parametrize("option", sorted(SCHEME_OPTIONS))
+def test_a_scheme_option_without_its_scheme_is_refused(option):
+    good = {"cs": 0.2, "prandtl": 0.5, "stability": False, "filter_ratio": 2.0,
+            "nu": 10.0, "kappa": 10.0,
+            "surface_temperature": 300.0, "surface_potential_temperature": 300.0,
+            "roughness_length": 0.1, "scalar_roughness_length": 0.01,
+            "moisture_availability": 0.5, "minimum_wind_speed": 0.5}
+    assert_refused(lambda: integrate(BASE, **{option: good[option]}), option)
 
 
 @SETTINGS
 @given(name=st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True))
 def test_unknown_options_are_refused(name):
-    known = {f.name for f in dataclasses.fields(xlex.ModelConfig)}
     signature = {"self", "ds", "duration", "dt", "output_every", "solver", "precision", "progress",
-                 "store", "overwrite"}
-    if name in known | signature:
+                 "store", "overwrite", "physics"}
+    if name in KNOWN_OPTIONS | signature:
         return
     assert_refused(lambda: integrate(BASE, **{name: 1}), name, kind=OptionTypeError)
     assert_refused(lambda: BASE.lex.integrate("2min", **RUN, **{name: 1.0}), name,

@@ -3,19 +3,20 @@
 Importing xlex registers the ``ds.lex`` Dataset accessor.
 """
 
-import os as _os
-
-# Streamed stores are appended to while notebooks read them: HDF5's file locks
-# would make either side fail, so (unless the user chose) they are off.
-_os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-
 __version__ = "0.1.0"
 
-from xlex import accessor as _accessor  # noqa: E402,F401  (registers ds.lex)
-from xlex import cases, datasets  # noqa: E402
-from xlex.config import ModelConfig  # noqa: E402
-from xlex.driver import resume  # noqa: E402
-from xlex.errors import (  # noqa: E402
+from xlex import accessor as _accessor  # noqa: F401  (registers ds.lex)
+from xlex import cases, datasets
+from xlex.core.dynamics.numerics import Advection, PressureSolver
+from xlex.core.model import Physics, make_step, parameters
+from xlex.core.physics.constant_viscosity import ConstantViscosity
+from xlex.core.physics.dynamic_smagorinsky import DynamicSmagorinsky
+from xlex.core.physics.rotation import FPlane
+from xlex.core.physics.smagorinsky import Smagorinsky
+from xlex.core.physics.sponge import Sponge
+from xlex.core.physics.surface import BulkSurface
+from xlex.runner import resume
+from xlex.core.errors import (
     BlowUpError,
     CFLError,
     DatasetError,
@@ -24,9 +25,19 @@ from xlex.errors import (  # noqa: E402
     OptionTypeError,
     XlexError,
 )
-from xlex.grid import Grid  # noqa: E402
-from xlex.io.cm1 import open_cm1  # noqa: E402
+from xlex.core.grid import Grid
+from xlex.io.cm1 import open_cm1
 
-__all__ = ["cases", "datasets", "open_cm1", "resume", "ModelConfig", "Grid", "XlexError",
+
+def __getattr__(name):
+    # xlex.ml (flax) is imported when first used, not with xlex
+    if name == "ml":
+        import importlib
+        return importlib.import_module("xlex.ml")
+    raise AttributeError(f"module 'xlex' has no attribute {name!r}")
+
+__all__ = ["cases", "datasets", "open_cm1", "resume", "Physics", "Advection", "PressureSolver",
+           "Smagorinsky", "DynamicSmagorinsky", "BulkSurface", "FPlane", "Sponge", "ConstantViscosity", "parameters",
+           "make_step", "Grid", "XlexError",
            "DatasetError", "OptionError", "OptionTypeError", "GridMismatchError", "CFLError",
            "BlowUpError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from xlex import compare, driver
+from xlex import compare, profiles, runner, transforms
 
 
 @xr.register_dataset_accessor("lex")
@@ -17,14 +17,16 @@ class LexAccessor:
     def __init__(self, ds: xr.Dataset):
         self._ds = ds
 
-    def integrate(self, duration, *, dt, output_every, solver="pcg", precision="float32",
+    def integrate(self, duration, *, dt, output_every, physics=None, precision="float32",
                   progress=True, store=None, overwrite=False, **options) -> xr.Dataset:
         """Integrate the state forward in time.
 
         The last record along ``time`` (or the Dataset itself if it has no
         time axis) is the initial state; extra leading dims (e.g. ``member``)
         are integrated at once as an ensemble. The time loop is one compiled
-        ``lax.scan`` per output interval, compiled once per run.
+        ``lax.scan`` per output interval, compiled once per configuration (grid,
+        choice of schemes, dt, output interval) and process: a second run of the
+        same configuration, even with other parameter values, compiles nothing.
 
         Parameters
         ----------
@@ -34,8 +36,11 @@ class LexAccessor:
             Time step [s]; must divide ``output_every``.
         output_every : float or str
             Output interval; must divide ``duration``.
-        solver : {'pcg', 'bicgstab'}
-            Pressure solver (see :class:`xlex.config.ModelConfig`).
+        physics : xlex.Physics, optional
+            Every scheme of the run in one object. Default: the physics the
+            Dataset records (``xlex_physics``, written by xlex and by the cases)
+            or, if none, ``xlex.Physics()`` (upwind advection, PCG pressure
+            solver, no subgrid, surface or rotation scheme).
         precision : {'float32', 'float64'}
             Floating-point precision of the run.
         progress : bool
@@ -44,12 +49,18 @@ class LexAccessor:
             NetCDF file (``.nc``) to which every output record is written and
             flushed as soon as it is computed, so that after a crash, a kill or
             Ctrl-C the file holds every completed record; continue it with
-            :func:`xlex.driver.resume`.
+            :func:`xlex.runner.resume`.
         overwrite : bool
             Replace an existing ``store``; without it an existing file is an error.
         **options
-            More :class:`xlex.config.ModelConfig` options, e.g. ``tolerance``,
-            ``vertical_order``, ``momentum_advection``, ``coriolis`` [s-1].
+            A slot of :class:`xlex.Physics` (``advection``, ``pressure``,
+            ``rotation``, ``sgs``, ``surface``) as a scheme object, e.g.
+            ``sgs=xlex.Smagorinsky(cs=0.2)``, a shorthand name (``sgs="smagorinsky"``,
+            ``"dynamic"``, ``"none"``; ``surface="bulk"``) or None (no scheme); and
+            shorthand options (:data:`xlex.options.SHORTHANDS`), e.g. ``cs=0.2``,
+            ``solver="bicgstab"``, ``tolerance``, ``vertical_order``,
+            ``coriolis`` [s-1]. A slot or option not named keeps what the Dataset
+            records; a shorthand option without its slot changes only that field.
 
         Returns
         -------
@@ -62,12 +73,12 @@ class LexAccessor:
 
         Raises
         ------
-        xlex.errors.DatasetError
+        xlex.core.errors.DatasetError
             The Dataset does not meet the contract.
-        xlex.errors.OptionError
+        xlex.core.errors.OptionError
             A bad option, a duration that is not a multiple of ``output_every``,
             or (``CFLError``) a ``dt`` that breaks the CFL limit.
-        xlex.errors.BlowUpError
+        xlex.core.errors.BlowUpError
             The run produced NaN/Inf or exceeded the CFL limit; the outputs
             before it are in the error's ``outputs``.
 
@@ -75,9 +86,11 @@ class LexAccessor:
         --------
         >>> ds0 = xlex.cases.warm_bubble(theta_c=5.0, dx=400.0)
         >>> out = ds0.lex.integrate("10min", dt=12.0, output_every="1min")
+        >>> les = ds0.lex.integrate("10min", dt=12.0, output_every="1min",
+        ...                         sgs=xlex.Smagorinsky(cs=0.2))
         """
-        return driver.integrate(self._ds, duration, dt=dt, output_every=output_every,
-                                solver=solver, precision=precision, progress=progress,
+        return runner.integrate(self._ds, duration, dt=dt, output_every=output_every,
+                                physics=physics, precision=precision, progress=progress,
                                 store=store, overwrite=overwrite, **options)
 
     def correlation(self, other: xr.Dataset, var: str) -> xr.DataArray:
@@ -97,12 +110,12 @@ class LexAccessor:
     def ke_profile(self, *, window=None) -> xr.DataArray:
         """Resolved kinetic-energy profile KE(z) (paper eq. 28). See
         :func:`xlex.compare.ke_profile`."""
-        return compare.ke_profile(self._ds, window=window)
+        return profiles.ke_profile(self._ds, window=window)
 
     def coarsen(self, *, x=6, y=6, z=3, every=None) -> xr.Dataset:
         """Staggering-aware coarse-graining by (x, y, z) cells and every k-th time.
         See :func:`xlex.compare.coarsen`."""
-        return compare.coarsen(self._ds, x=x, y=y, z=z, every=every)
+        return transforms.coarsen(self._ds, x=x, y=y, z=z, every=every)
 
     def plot_section(self, var: str = "thpert", *, times=None, y=None, **kwargs):
         """x-z sections of ``var`` through ``y`` [m] (default the domain centre) at

@@ -12,16 +12,17 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from xlex import thermo
-from xlex.config import ModelConfig
-from xlex.dynamics import pressure
-from xlex.dynamics.tendencies import dynamics_tendency
-from xlex.errors import OptionError
-from xlex.grid import Grid
-from xlex.initial import moist_base_state, warm_bubble_state
-from xlex.model import make_step
-from xlex.stepping import advance
+from xlex.core.dynamics.numerics import PressureSolver
+from xlex.core.dynamics.pressure import SOLVERS
+from xlex.core.dynamics.tendencies import buoyancy
+from xlex.core.errors import OptionError
+from xlex.core.grid import Grid
+from xlex.core.initial import moist_base_state, warm_bubble_state
+from xlex.core.model import Physics, make_step, parameters
+from xlex.core.stepping import advance
+from xlex.options import scheme_from_name
 
 DEFAULT_SIZES = ("48x48x24", "96x96x48", "192x192x96")
 
@@ -40,46 +41,80 @@ def _block(tree):
     return tree
 
 
+#: Neural subgrid models ``xlex bench --sgs`` knows: name -> preset.
+NEURAL = {"neural": "default", "neural-paper": "paper"}
+
+
+def check_sgs(name: str):
+    """Refuse an unknown ``--sgs`` name before anything compiles."""
+    if name not in NEURAL:
+        scheme_from_name("sgs", name, {})
+
+
+def _neural_model(grid, state, base, preset):
+    """A NeuralSGS of ``preset`` with random weights everywhere (its untrained head
+    is zero) and statistics of ``state``: the cost of a trained model."""
+    import dataclasses
+
+    from xlex.core.state import State
+    from xlex.ml.neural_sgs import NeuralSGS
+    from xlex.ml.normalisation import normalisation_from_states
+    host = State(**{k: np.asarray(v, np.float64) for k, v in vars(state).items()})
+    stats = normalisation_from_states(host, jax.tree.map(lambda a: np.asarray(a, np.float64),
+                                                         base))
+    model = NeuralSGS.create(grid, stats, preset=preset)
+    head = model.weights["head"]
+    key = jax.random.PRNGKey(0)
+    head = {"kernel": 1e-3 * jax.random.normal(key, head["kernel"].shape), "bias": head["bias"]}
+    return dataclasses.replace(model, weights={**model.weights, "head": head})
+
+
 def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5, dt=None,
                sgs="none"):
-    """Time one grid size with one solver and subgrid scheme; returns a dict record."""
+    """Time one grid size with one solver and subgrid scheme; returns a dict record
+    (for a neural scheme also the seconds per step of the correction alone)."""
     nx, ny, nz = parse_size(size)
     grid = Grid(nx=nx, ny=ny, nz=nz, dx=24000.0 / nx, dy=24000.0 / ny, dz=12000.0 / nz)
-    config = ModelConfig(solver=solver, precision=precision, sgs=sgs)
+    dtype = np.dtype(precision)
     dt = dt if dt is not None else 12.0 * min(grid.dx, grid.dz) / 400.0
     with jax.enable_x64(precision == "float64"):
-        base = moist_base_state(grid).astype(config.dtype)
-        state = warm_bubble_state(grid, base, 5.0).astype(config.dtype)
-        step = make_step(grid, base, config, dt)
-        # spin-up with the default solver so both solvers start from the same state
-        spin = jax.jit(lambda s: advance(make_step(grid, base, ModelConfig(
-            precision=precision), dt), s, spinup)[0])
+        base = moist_base_state(grid).astype(dtype)
+        state = warm_bubble_state(grid, base, 5.0).astype(dtype)
+        scheme = (_neural_model(grid, state, base, NEURAL[sgs]) if sgs in NEURAL
+                  else scheme_from_name("sgs", sgs, {}))
+        physics = Physics(pressure=PressureSolver(method=solver), sgs=scheme)
+        params = parameters(physics)
+        step = make_step(grid, physics, dt)
+        # spin-up with the default physics so both solvers start from the same state
+        default = Physics()
+        spin_step = make_step(grid, default, dt)
+        spin = jax.jit(lambda s: advance(lambda x: spin_step(x, base, parameters(default)),
+                                         s, spinup)[0])
         state = _block(spin(state))
 
-        run = jax.jit(lambda s: advance(step, s, steps))
+        run = jax.jit(lambda s: advance(lambda x: step(x, base, params), s, steps))
         t0 = time.perf_counter()
         compiled = run.lower(state).compile()
         compile_seconds = time.perf_counter() - t0
         _block(compiled(state))  # warm
         t0 = time.perf_counter()
-        _, its = _block(compiled(state))
+        _, info = _block(compiled(state))
+        its = info["pressure_iterations"]
         per_step = (time.perf_counter() - t0) / steps
 
         # The four projections of one step, each on a stage velocity with the
         # explicit tendency added and the previous pi' as first guess, as in a step.
-        thrho = thermo.density_potential_temperature(state.th, state.qv)
         weight = dt / 2.0
-        tend = dynamics_tendency(state, base, grid, config)
+        tend = jax.tree.map(jnp.add, physics.advection.tendency(state, None, base, grid,
+                                                                stage_dt=weight),
+                            buoyancy(state, base))
         star = jax.tree.map(lambda a, t: a + weight * t, state, tend)
 
         def solves(s):
             out = jnp.zeros_like(s.pi)
             for _ in range(4):
-                *_, pi, _ = pressure.project(
-                    s.u, s.v, s.w, thrho, base.mass, base.mass_faces, grid, weight, s.pi,
-                    solver=solver, tolerance=config.tolerance,
-                    max_iterations=config.max_iterations)
-                out = out + pi
+                projected, _ = physics.pressure.project(s, state, base, grid, weight)
+                out = out + projected.pi
             return out
 
         solves_c = jax.jit(solves).lower(star).compile()
@@ -87,8 +122,18 @@ def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5
         t0 = time.perf_counter()
         _block(solves_c(star))
         pressure_seconds = time.perf_counter() - t0
+        extra = {}
+        if sgs in NEURAL:
+            correction = jax.jit(lambda p, s: p.sgs.correction(s, base)).lower(
+                params, state).compile()
+            _block(correction(params, state))
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                _block(correction(params, state))
+            extra = {"network_seconds_per_step": (time.perf_counter() - t0) / steps,
+                     "network_parameters": scheme.parameter_count}
     iterations = float(jnp.mean(its.astype(jnp.float32)))
-    return {"size": size, "solver": solver, "sgs": sgs, "precision": precision,
+    return extra | {"size": size, "solver": solver, "sgs": sgs, "precision": precision,
             "compile_seconds": round(compile_seconds, 3),
             "seconds_per_step": per_step,
             "pressure_seconds_per_step": pressure_seconds,
@@ -96,7 +141,7 @@ def bench_case(size: str, solver: str, *, precision="float32", steps=5, spinup=5
             "pressure_iterations": iterations}
 
 
-def run(sizes=DEFAULT_SIZES, solvers=("pcg", "bicgstab"), *, precision="float32", steps=5,
+def run(sizes=DEFAULT_SIZES, solvers=SOLVERS, *, precision="float32", steps=5,
         spinup=5, report=print, sgs=("none",)):
     """Benchmark every size with every solver and subgrid scheme; ``report`` gets
     each record as done."""

@@ -8,10 +8,30 @@ import xarray as xr
 
 from xlex.io.cm1 import open_cm1
 
-__all__ = ["cm1_warm_bubble"]
+__all__ = ["cm1_warm_bubble", "packaged_path"]
 
 CM1_WARM_BUBBLE_FILE = "cm1_bubble_dT5K_dx400m_extract.nc"
 """Name of the packaged CM1 extract in ``xlex/data``."""
+
+
+_PACKAGED = {"cm1-warm-bubble": CM1_WARM_BUBBLE_FILE}
+
+
+def packaged_path(name: str):
+    """Path of the packaged file of dataset ``name`` (``"cm1-warm-bubble"``), as stored.
+
+    Used by ``xlex datasets NAME -o FILE``; the file is in its source's own
+    layout (CM1's, for the CM1 extract), to be opened with :func:`xlex.open_cm1`.
+    """
+    from pathlib import Path
+    if name not in _PACKAGED:
+        from xlex.core.errors import OptionError
+        raise OptionError(f"no packaged dataset {name!r}; choose one of {sorted(_PACKAGED)}")
+    path = Path(str(files("xlex").joinpath("data", _PACKAGED[name])))
+    if not path.is_file():  # e.g. a zipped install
+        from xlex.core.errors import DatasetError
+        raise DatasetError(f"the packaged file {path} is missing; reinstall xlex")
+    return path
 
 
 def cm1_warm_bubble(*, chunks=None) -> xr.Dataset:

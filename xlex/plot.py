@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xlex.errors import DatasetError
+from xlex.core.errors import DatasetError
 
 
 def _figure(nrows, ncols, panel=(3.2, 2.6)):
@@ -29,14 +29,48 @@ def _section(ds, var, y):
     return da.isel({ydim: int(np.argmin(np.abs(yc - y)))}), y
 
 
+def pick_times(t, n=4):
+    """Up to about ``n`` of the times ``t``, evenly spread from the first to the last
+    (5 of 21 one-minute outputs: 0, 5, 10, 15, 20 min, rather than 0, 7, 13, 20)."""
+    t = np.asarray(t, dtype=float)
+    if t.size <= n + 1:
+        return [float(v) for v in t]
+    for k in (n, n + 1, n - 1):  # k panels that fall on outputs evenly
+        if k > 1 and (t.size - 1) % (k - 1) == 0:
+            return [float(v) for v in t[:: (t.size - 1) // (k - 1)]]
+    idx = np.unique(np.linspace(0, t.size - 1, n).round().astype(int))
+    return [float(t[i]) for i in idx]
+
+
 def _pick_times(ds, times, n=4):
     if "time" not in ds.dims:
         return [None]
-    t = ds["time"].values
     if times is None:
-        idx = np.unique(np.linspace(0, t.size - 1, min(n, t.size)).round().astype(int))
-        return [float(t[i]) for i in idx]
+        return pick_times(ds["time"].values, n)
     return [float(v) for v in np.atleast_1d(times)]
+
+
+_SYMBOLS = {"thpert": "θ′", "qvpert": "qv′", "th": "θ", "pipert": "π′"}
+
+
+def label(da, name=None) -> str:
+    """A variable's label from its long name (or symbol) and units, e.g.
+    "θ′: potential temperature perturbation (K)"."""
+    name = name or da.name
+    long = da.attrs.get("long_name", name)
+    symbol = _SYMBOLS.get(name)
+    text = f"{symbol}: {long}" if symbol else long
+    units = da.attrs.get("units")
+    return f"{text} ({units})" if units not in (None, "", "1") else text
+
+
+def _robust_limit(*arrays) -> float:
+    """A symmetric colour limit for one panel (or one time): the largest |value|,
+    never 0, so every panel shows its own structure in full."""
+    values = np.concatenate([np.abs(np.asarray(a, dtype=float)).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    vmax = float(values.max()) if values.size else 0.0
+    return vmax if vmax > 0 else 1.0
 
 
 def _draw(ax, da, vmin, vmax, cmap, title):
@@ -61,13 +95,17 @@ def plot_section(ds: xr.Dataset, var: str = "thpert", *, times=None, y=None, cma
     """
     sec, y = _section(ds, var, y)
     times = _pick_times(ds, times)
-    fig, axes = _figure(1, len(times))
+    fig, axes = _figure(1, len(times), panel=(3.2, 3.0))
     data = [sec if t is None else sec.sel(time=t, method="nearest") for t in times]
-    vmax = max(float(np.nanmax(np.abs(d.values))) for d in data) or 1.0
+    symbol = _SYMBOLS.get(var, var)
     for ax, d, t in zip(axes[0], data, times, strict=True):
-        m = _draw(ax, d, -vmax, vmax, cmap, f"{var}, t = {t / 60:g} min" if t is not None else var)
-    fig.colorbar(m, ax=axes[0].tolist(), label=f"{var} ({ds[var].attrs.get('units', '')})")
-    fig.suptitle(f"x-z section at y = {y / 1000:g} km", fontsize=10)
+        vmax = _robust_limit(d.values)  # per panel: a decaying bubble stays visible
+        m = _draw(ax, d, -vmax, vmax, cmap,
+                  f"{symbol}, t = {t / 60:g} min" if t is not None else symbol)
+        fig.colorbar(m, ax=ax, orientation="horizontal", shrink=0.85, pad=0.02,
+                     label=ds[var].attrs.get("units", ""))
+    fig.suptitle(f"{label(ds[var], var)}, x-z section at y = {y / 1000:g} km "
+                 "(colour range per panel)", fontsize=10)
     return fig
 
 
@@ -82,13 +120,18 @@ def compare(a: xr.Dataset, b: xr.Dataset, var: str = "thpert", times=None, *,
     sa, y = _section(a, var, y)
     sb, _ = _section(b, var, y)
     times = _pick_times(a, times)
-    fig, axes = _figure(2, len(times))
+    fig, axes = _figure(2, len(times), panel=(3.2, 2.8))
     rows = [[s.sel(time=t, method="nearest") for t in times] for s in (sa, sb)]
-    vmax = max(float(np.nanmax(np.abs(d.values))) for r in rows for d in r) or 1.0
-    for r, (row, label) in enumerate(zip(rows, labels, strict=True)):
-        for ax, d, t in zip(axes[r], row, times, strict=True):
-            m = _draw(ax, d, -vmax, vmax, cmap, f"{label}: {var}, t = {t / 60:g} min")
-    fig.colorbar(m, ax=axes.ravel().tolist(), label=f"{var} ({a[var].attrs.get('units', '')})")
+    symbol = _SYMBOLS.get(var, var)
+    for c, t in enumerate(times):  # one colour range per time, shared by both rows
+        vmax = _robust_limit(rows[0][c].values, rows[1][c].values)
+        for r, name in enumerate(labels):
+            m = _draw(axes[r][c], rows[r][c], -vmax, vmax, cmap,
+                      f"{name}: {symbol}, t = {t / 60:g} min")
+        fig.colorbar(m, ax=[axes[0][c], axes[1][c]], orientation="horizontal", shrink=0.85,
+                     pad=0.02, label=a[var].attrs.get("units", ""))
+    fig.suptitle(f"{label(a[var], var)}, x-z section at y = {y / 1000:g} km "
+                 "(colour range per time)", fontsize=10)
     return fig
 
 
@@ -102,10 +145,15 @@ def metrics(a: xr.Dataset, b: xr.Dataset, var: str = "thpert", *, label="xlex vs
     values = metric_table(a, b, var)
     fig, axes = _figure(1, 3, panel=(3.4, 2.6))
     t = values["time"].values / 60.0
+    units = a[var].attrs.get("units", "")
+    ylabels = {"R": "R (1)", "MSE": f"MSE ({units}²)" if units not in ("", "1") else "MSE",
+               "MS-SSIM": "MS-SSIM (1)"}
+    symbol = _SYMBOLS.get(var, var)
     for ax, name in zip(axes[0], ("R", "MSE", "MS-SSIM"), strict=True):
         ax.plot(t, values[name].values, marker="o", ms=3, label=label)
         ax.set_xlabel("time (min)")
-        ax.set_title(f"{name} of {var}", fontsize=9)
+        ax.set_ylabel(ylabels[name])
+        ax.set_title(f"{name} of {symbol}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     return fig

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from xlex.errors import OptionError, OptionTypeError
+from xlex.core.errors import OptionError, OptionTypeError
 
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
           "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0, "m": 60.0,
@@ -55,15 +55,51 @@ def to_seconds(value, name: str) -> float:
     return seconds
 
 
+MAX_STEPS = 10**8
+"""The most steps (or records) one ratio of durations may ask for; beyond it a
+value is almost surely a typo (dt=1e-9) and integer step counts would overflow."""
+
+
+def _divisors_near(big: float, small: float, count: int = 3) -> list[float]:
+    """Up to ``count`` values that divide ``big`` whole, nearest to ``small`` first
+    (whole seconds when ``big`` is whole, else ``big / k``), never ``small`` itself."""
+    if abs(big - round(big)) < 1e-9 * max(1.0, big) and round(big) <= 10**7:
+        b = int(round(big))
+        divs = set()
+        for k in range(1, int(math.isqrt(b)) + 1):
+            if b % k == 0:
+                divs.update((k, b // k))
+        cands = [float(d) for d in divs if d < b or small > b]
+    else:
+        cands = [big / k for k in range(1, 1000)]
+    cands = [c for c in cands if abs(c - small) > 1e-9 * max(1.0, small)]
+    return sorted(sorted(cands, key=lambda c: (abs(math.log(c / small)), c))[:count])
+
+
+def _words(values: list[float], name: str) -> str:
+    text = [f"{v:g}" for v in values]
+    if len(text) > 1:
+        text = [", ".join(text[:-1]) + " or " + text[-1]]
+    return f"{name}={text[0]} s"
+
+
 def whole_multiple(big: float, small: float, big_name: str, small_name: str) -> int:
-    """``big / small`` as an integer, or an error naming both options."""
+    """``big / small`` as an integer, or an error naming both options.
+
+    The error suggests values of ``small`` that divide ``big`` and the nearest
+    longer ``big``; it never suggests the rejected values, nor a shorter ``big``
+    (which would cut a run short)."""
     ratio = big / small
-    if not math.isfinite(ratio) or ratio > 1e12:
+    if not math.isfinite(ratio) or ratio > MAX_STEPS:
         raise OptionError(f"{big_name} ({big:g} s) / {small_name} ({small:g} s) = {ratio:g} "
-                          f"steps is out of reach; choose a larger {small_name}")
+                          f"steps is out of reach (at most {MAX_STEPS:.0e}); is {small_name} in "
+                          f"seconds? Choose a larger {small_name}")
     n = round(ratio)
     if n < 1 or abs(ratio - n) > 1e-9 * max(1.0, ratio):
+        longer = math.ceil(ratio) * small
         raise OptionError(
             f"{big_name} ({big:g} s) must be a whole multiple of {small_name} ({small:g} s); "
-            f"the ratio is {ratio:.6g}. Choose e.g. {big_name}={max(n, 1) * small:g} s")
+            f"the ratio is {ratio:.6g}. Choose e.g. "
+            f"{_words(_divisors_near(big, small), small_name)} (dividing {big_name}), "
+            f"or {big_name}={longer:g} s")
     return int(n)

@@ -3,7 +3,8 @@
 Never imports xarray: every function takes NumPy or JAX arrays (the namespace
 follows the inputs) and reduces over explicitly given trailing spatial axes,
 so leading axes (time, ensemble member, section) are handled at once. The
-Dataset-level versions live in :mod:`xlex.compare`.
+Dataset-level versions live in :mod:`xlex.compare` (metrics),
+:mod:`xlex.profiles` (KE profile) and :mod:`xlex.transforms` (coarsening).
 """
 
 from xlex.diagnostics.coarsen import (

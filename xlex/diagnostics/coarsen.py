@@ -41,9 +41,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xlex.constants import VIRTUAL
+from xlex.core import thermo
 from xlex.diagnostics.metrics import array_namespace
-from xlex.errors import DatasetError, OptionError
+from xlex.core.errors import DatasetError, OptionError
 
 __all__ = [
     "block_mean",
@@ -319,6 +319,8 @@ def coarsen_w(w, factors: Sequence[int] = (3, 6, 6)):
 def mass_weight(rho0, th0, qv0):
     """Mass weight m = rho0 th0 (1 + (1/eps - 1) qv0) = rho0 thrho0 of the anelastic constraint.
 
+    :func:`xlex.core.thermo.mass_weight` (``BaseState.mass``) on broadcast arrays.
+
     Parameters
     ----------
     rho0 : array_like
@@ -340,4 +342,4 @@ def mass_weight(rho0, th0, qv0):
     """
     xp = array_namespace(rho0, th0, qv0)
     rho0, th0, qv0 = xp.broadcast_arrays(xp.asarray(rho0), xp.asarray(th0), xp.asarray(qv0))
-    return rho0 * th0 * (1.0 + VIRTUAL * qv0)
+    return thermo.mass_weight(rho0, th0, qv0)

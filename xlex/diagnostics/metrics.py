@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xlex.errors import GridMismatchError, OptionError
+from xlex.core.errors import GridMismatchError, OptionError
 
 __all__ = ["array_namespace", "correlation", "mse"]
 
@@ -45,7 +45,7 @@ def normalise_axes(ndim: int, axis: int | Sequence[int], *, trailing: bool = Fal
     """Turn ``axis`` into a sorted tuple of distinct non-negative axes of an ``ndim``-array.
 
     With ``trailing=True`` the axes must be the last ``len(axis)`` axes.
-    Raises :class:`~xlex.errors.OptionError` for out-of-range or repeated axes.
+    Raises :class:`~xlex.core.errors.OptionError` for out-of-range or repeated axes.
     """
     axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
     out = []
@@ -66,7 +66,7 @@ def broadcast_pair(a, b):
 
     Broadcasting is explicit (``broadcast_arrays``), so it is allowed under
     ``jax_numpy_rank_promotion="raise"``; a shape mismatch raises
-    :class:`~xlex.errors.GridMismatchError`.
+    :class:`~xlex.core.errors.GridMismatchError`.
     """
     xp = array_namespace(a, b)
     a = xp.asarray(a)

@@ -8,17 +8,19 @@ handled at once.
 
 from __future__ import annotations
 
+from xlex.core.errors import DatasetError, OptionError
+from xlex.core.operators import centred_winds
 from xlex.diagnostics.metrics import array_namespace
-from xlex.errors import DatasetError, OptionError
 
 __all__ = ["centre_velocities", "ke_profile"]
 
 
 def centre_velocities(u, v, w):
-    """Interpolate C-grid velocities to cell centres.
+    """Interpolate C-grid velocities to cell centres, after checking their shapes.
 
     u: mean of the west faces i and i + 1 (periodic in x); v: mean of the
-    south faces j and j + 1 (periodic in y); w: mean of the faces k and k + 1.
+    south faces j and j + 1 (periodic in y); w: mean of the faces k and k + 1
+    (:func:`xlex.core.operators.centred_winds`).
 
     Parameters
     ----------
@@ -56,10 +58,7 @@ def centre_velocities(u, v, w):
             f"velocities are not on one C grid: u {u.shape[-3:]}, v {v.shape[-3:]}, "
             f"w {w.shape[-3:]} (expected u and v (nz, ny, nx), w (nz + 1, ny, nx))"
         )
-    uc = 0.5 * (u + xp.roll(u, -1, axis=-1))
-    vc = 0.5 * (v + xp.roll(v, -1, axis=-2))
-    wc = 0.5 * (w[..., :-1, :, :] + w[..., 1:, :, :])
-    return uc, vc, wc
+    return centred_winds(u, v, w, xp)
 
 
 def _horizontal_variance(xp, c):

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xlex.diagnostics.metrics import broadcast_pair, normalise_axes
-from xlex.errors import DatasetError, OptionError
+from xlex.core.errors import DatasetError, OptionError
 
 __all__ = [
     "MS_SSIM_WEIGHTS",

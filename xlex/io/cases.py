@@ -9,10 +9,14 @@ import math
 import jax
 import numpy as np
 
-from xlex import initial
-from xlex.config import PHYSICS_GROUPS, ModelConfig
-from xlex.errors import OptionError, OptionTypeError
-from xlex.grid import Grid
+from xlex.core import initial
+from xlex.core.model import Physics
+from xlex.core.physics.constant_viscosity import ConstantViscosity
+from xlex.core.physics.scheme import PhysicsScheme
+from xlex.core.physics.surface import BulkSurface
+from xlex.options import physics_attrs, scheme_from_name
+from xlex.core.errors import OptionError, OptionTypeError
+from xlex.core.grid import MIN_HORIZONTAL_CELLS, Grid
 from xlex.io.convert import coordinates, states_to_dataset
 
 
@@ -54,8 +58,46 @@ def _keyword_options(builder):
     return checked
 
 
+LARGE_GRID_CELLS = 2_000_000
+"""Above this many cells a case builder warns about the cost of the grid."""
+
+BYTES_PER_CELL = 8 * 6 * 4
+"""Rough memory one cell needs to be built and integrated: six float64 fields,
+about four copies of them (Runge-Kutta stages, solver work, output)."""
+
+
+def _physical_memory() -> int | None:
+    try:
+        import os
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_grid_size(grid, *, memory: int | None = None) -> None:
+    """Refuse a grid whose rough memory need exceeds the machine's memory, before
+    anything is allocated; warn when it is large enough to be slow.
+
+    Raises :class:`~xlex.core.errors.OptionError` naming the cells and the bytes."""
+    import warnings
+    cells = grid.nx * grid.ny * grid.nz
+    need = cells * BYTES_PER_CELL
+    memory = _physical_memory() if memory is None else memory
+    shape = f"{grid.nx} x {grid.ny} x {grid.nz} = {cells:,} cells"
+    if memory is not None and need > memory:
+        raise OptionError(
+            f"the grid ({shape} at dx={grid.dx:g}, dy={grid.dy:g}, dz={grid.dz:g} m) needs "
+            f"about {need / 2**30:,.1f} GiB to build and integrate, more than this machine's "
+            f"{memory / 2**30:,.1f} GiB; choose a coarser spacing or a smaller domain")
+    if cells > LARGE_GRID_CELLS:
+        warnings.warn(f"a large grid: {shape} (about {need / 2**30:.1f} GiB); each step costs "
+                      f"{cells / 108_000:.0f} times the README's 400 m run (60 x 60 x 30): "
+                      "on a laptop CPU expect minutes per simulated minute. Pass dx=400.0 "
+                      "for a quick run.", UserWarning, stacklevel=3)
+
+
 @_keyword_options
-def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
+def warm_bubble(*, theta_c=5.0, dx=400.0, dy=None, dz=None, x_length=24000.0,
                 y_length=24000.0, z_length=12000.0, x_centre=12000.0, y_centre=12000.0,
                 z_centre=2000.0, x_radius=2000.0, y_radius=2000.0, z_radius=2000.0,
                 theta0=300.0, relative_humidity=0.1, surface_pressure=1.0e5,
@@ -74,7 +116,11 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
     theta_c : float
         Bubble amplitude [K] (the paper validates 1 and 5 K, trains on 0.5-3 K).
     dx : float
-        Horizontal grid spacing in x [m] (paper: 100 m).
+        Horizontal grid spacing in x [m]. Default 400 m (60 x 60 x 30 cells, the
+        README's run and the packaged CM1 reference). The paper's 100 m
+        (240 x 240 x 120 = 6.9 M cells, 64 times as many) is slow on a CPU: a
+        grid over 2 M cells warns, and one that cannot fit in memory is refused
+        before anything is allocated.
     dy, dz : float, optional
         Spacing in y and z [m]; default ``dx``.
     x_length, y_length, z_length : float
@@ -102,8 +148,13 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
     Raises
     ------
     OptionError, OptionTypeError
-        For a non-positive or non-numeric parameter, or a spacing that does
-        not divide the domain.
+        For a non-positive or non-numeric parameter, a spacing that does
+        not divide the domain, or a grid too large for the machine's memory.
+
+    Warns
+    -----
+    UserWarning
+        For a grid over 2 million cells (e.g. the paper's 100 m).
 
     Examples
     --------
@@ -132,6 +183,7 @@ def warm_bubble(*, theta_c=5.0, dx=100.0, dy=None, dz=None, x_length=24000.0,
         raise OptionError(f"relative_humidity is a fraction in [0, 1] (0.1 = 10 %), got {rh!r}")
     grid = Grid(nx=_cells(lengths["x_length"], dx, "x"), ny=_cells(lengths["y_length"], dy, "y"),
                 nz=_cells(lengths["z_length"], dz, "z"), dx=dx, dy=dy, dz=dz)
+    check_grid_size(grid)
     with jax.enable_x64(True):  # the initial Dataset is float64 whatever the run's precision
         base = initial.moist_base_state(grid, theta=float(theta0), relative_humidity=rh,
                                         surface_pressure=float(surface_pressure))
@@ -173,9 +225,9 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
     ``perturbation_depth``, reproducible from ``seed``. The ground is held at
     the potential temperature ``theta0 + surface_heating``.
 
-    The surface and subgrid physics the case is meant for are recorded as
-    ``xlex_*`` attributes, which :meth:`Dataset.lex.integrate` uses unless the
-    call names options of the same group itself: ``surface='bulk'`` with
+    The physics the case is meant for is recorded in the ``xlex_physics``
+    attribute, which :meth:`Dataset.lex.integrate` uses for every scheme the
+    call does not name: :class:`xlex.BulkSurface` with
     ``surface_potential_temperature``, ``roughness_length`` and
     ``moisture_availability``, and ``sgs`` (default Smagorinsky). So
 
@@ -212,7 +264,7 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
         Roughness length for momentum and scalars [m].
     moisture_availability : float
         Fraction of the saturation deficit the ground supplies (0: dry, 1: water).
-    sgs : {'smagorinsky', 'dynamic', 'none'}
+    sgs : {'smagorinsky', 'dynamic', 'none'} or scheme object
         Subgrid scheme recorded for the run.
     perturbation : float
         Amplitude of the random th perturbations [K].
@@ -226,7 +278,7 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
     -------
     xarray.Dataset
         The initial state at 0 s, base state (the unperturbed profile), every
-        parameter in ``case_*`` attributes and the run's physics in ``xlex_*``
+        parameter in ``case_*`` attributes and the run's physics in ``xlex_physics``
         attributes.
     """
     dx = _number("dx", dx)
@@ -256,11 +308,13 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
     if mixed_layer_height >= lengths["z_length"]:
         raise OptionError(f"mixed_layer_height={mixed_layer_height:g} m must be below the "
                           f"domain top z_length={lengths['z_length']:g} m")
-    physics = ModelConfig(sgs=sgs, surface="bulk",
-                          surface_potential_temperature=float(theta0) + float(surface_heating),
+    surface = BulkSurface(surface_potential_temperature=float(theta0) + float(surface_heating),
                           roughness_length=_number("roughness_length", roughness_length),
                           moisture_availability=_number("moisture_availability",
                                                         moisture_availability, positive=False))
+    if not isinstance(sgs, PhysicsScheme):
+        sgs = scheme_from_name("sgs", sgs, {})
+    physics = Physics(sgs=sgs, surface=surface)
     grid = Grid(nx=_cells(lengths["x_length"], dx, "x"), ny=_cells(lengths["y_length"], dy, "y"),
                 nz=_cells(lengths["z_length"], dz, "z"), dx=dx, dy=dy, dz=dz)
     if grid.nz < 2 or depth <= 0.5 * dz:
@@ -291,6 +345,137 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
              "case_perturbation": float(perturbation), "case_perturbation_depth": depth,
              "case_seed": int(seed), "surface_pressure": float(surface_pressure),
              "title": f"xlex convective boundary layer, {grid.describe()}"}
-    attrs.update({k: v for k, v in physics.as_attrs().items()
-                  if k.removeprefix("xlex_") in PHYSICS_GROUPS["sgs"] + PHYSICS_GROUPS["surface"]})
+    attrs.update(physics_attrs(physics))
     return states_to_dataset(fields, base_np, coordinates(grid), [0.0], attrs=attrs)
+
+
+@_keyword_options
+def density_current(*, dx=100.0, dz=None, x_length=51200.0, z_length=6400.0, ny=6, dy=None,
+                    x_centre=0.0, z_centre=3000.0, x_radius=4000.0, z_radius=2000.0,
+                    temperature_perturbation=-15.0, theta0=300.0, surface_pressure=1.0e5,
+                    viscosity=75.0, diffusivity=None):
+    """The density current of Straka et al. (1993) as an initial Dataset.
+
+    A dry, neutral (constant th0), hydrostatic atmosphere at rest with a cold
+    bubble: the temperature perturbation
+
+        dT = temperature_perturbation (cos(pi L) + 1) / 2  for L <= 1,
+        L^2 = ((x - xc)/xr)^2 + ((z - zc)/zr)^2,
+
+    added at the base-state pressure, i.e. th' = dT / pi0(z) (Straka et al.
+    define the bubble in temperature, not potential temperature). The bubble
+    falls, spreads along the free-slip ground and forms two density currents
+    with Kelvin-Helmholtz rotors; the benchmark compares them at 900 s.
+
+    The x coordinate runs from ``-x_length/2`` to ``x_length/2`` so that the
+    bubble is centred at x = 0 as in the paper (which runs the half domain
+    [0, 25.6 km] with a mirror at x = 0; xlex is periodic in x, so it runs the
+    whole 51.2 km, and the fronts, near +-15.5 km at 900 s, stay far from the
+    periodic boundary). The case is 2-D: ``ny`` identical periodic cells in
+    y (at least 6, the width of the WENO5 stencil).
+
+    The physics the case is meant for is recorded in the ``xlex_physics``
+    attribute: :class:`xlex.ConstantViscosity` with ``nu = viscosity`` and
+    ``kappa = diffusivity`` (Straka et al.: 75 m2 s-1 for both), no surface
+    fluxes (free-slip, insulated ground), no rotation.
+
+    Parameters
+    ----------
+    dx : float
+        Spacing in x [m] (100; the paper compares 400 m to its finest grids).
+    dz : float, optional
+        Vertical spacing [m]; default ``dx``.
+    x_length, z_length : float
+        Domain size [m] (51.2 x 6.4 km).
+    ny : int
+        Number of cells in y (>= 6).
+    dy : float, optional
+        Spacing in y [m]; default ``dx``.
+    x_centre, z_centre : float
+        Bubble centre [m] (0, 3 km); x = 0 is the middle of the domain.
+    x_radius, z_radius : float
+        Bubble radii [m] (4 km, 2 km).
+    temperature_perturbation : float
+        Temperature perturbation at the bubble centre [K] (-15).
+    theta0 : float
+        Base-state potential temperature [K] (300).
+    surface_pressure : float
+        Pressure at the ground [Pa] (1000 hPa).
+    viscosity : float
+        Constant kinematic viscosity nu [m2 s-1], >= 0 (75).
+    diffusivity : float, optional
+        Constant diffusivity of th [m2 s-1], >= 0; default ``viscosity``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The initial state at 0 s (qv = 0), base state, every parameter in
+        ``case_*`` attributes and the run's physics in ``xlex_physics``.
+
+    Raises
+    ------
+    OptionError, OptionTypeError
+        For a non-numeric or out-of-range parameter, a spacing that does not
+        divide the domain, too few cells in y, or a grid too large for the
+        machine's memory.
+
+    Examples
+    --------
+    >>> ds0 = xlex.cases.density_current(dx=200.0)
+    >>> ds0.sizes["xh"], ds0.sizes["yh"], ds0.sizes["zh"]
+    (256, 6, 32)
+    >>> out = ds0.lex.integrate(900.0, dt=4.0, output_every=300.0, precision="float64")
+    """
+    dx = _number("dx", dx)
+    dz = dx if dz is None else _number("dz", dz)
+    dy = dx if dy is None else _number("dy", dy)
+    x_length = _number("x_length", x_length)
+    z_length = _number("z_length", z_length)
+    for n, val in (("x_radius", x_radius), ("z_radius", z_radius), ("theta0", theta0),
+                   ("surface_pressure", surface_pressure)):
+        _number(n, val)
+    for n, val in (("x_centre", x_centre), ("z_centre", z_centre),
+                   ("temperature_perturbation", temperature_perturbation)):
+        _number(n, val, positive=False)
+    if isinstance(ny, bool) or not isinstance(ny, (int, np.integer)):
+        raise OptionTypeError(f"ny must be an integer number of cells, got {ny!r}")
+    if ny < MIN_HORIZONTAL_CELLS:
+        raise OptionError(f"ny={ny} is too small: the periodic WENO5 stencil needs at least "
+                          f"{MIN_HORIZONTAL_CELLS} cells in y (identical cells: the case is 2-D)")
+    nu = _number("viscosity", viscosity, positive=False)
+    kappa = nu if diffusivity is None else _number("diffusivity", diffusivity, positive=False)
+    if nu < 0 or kappa < 0:
+        raise OptionError(f"viscosity and diffusivity must be >= 0 m2 s-1, got {nu!r} and "
+                          f"{kappa!r}")
+    grid = Grid(nx=_cells(x_length, dx, "x"), ny=int(ny), nz=_cells(z_length, dz, "z"),
+                dx=dx, dy=dy, dz=dz)
+    check_grid_size(grid)
+    physics = Physics(sgs=ConstantViscosity(nu=nu, kappa=kappa))
+    x0 = -0.5 * x_length
+    coords = coordinates(grid, origin=(x0, 0.0))
+    with jax.enable_x64(True):
+        base = initial.moist_base_state(grid, theta=float(theta0), relative_humidity=0.0,
+                                        surface_pressure=float(surface_pressure))
+        base_np = {k: np.asarray(getattr(base, k)) for k in ("th0", "qv0", "pi0")}
+    x = coords["xh"][None, None, :]
+    z = coords["zh"][:, None, None]
+    dist = np.sqrt(((x - float(x_centre)) / float(x_radius)) ** 2
+                   + ((z - float(z_centre)) / float(z_radius)) ** 2)
+    d_temperature = np.where(dist <= 1.0, float(temperature_perturbation)
+                             * (np.cos(np.pi * np.minimum(dist, 1.0)) + 1.0) / 2.0, 0.0)
+    th_pert = d_temperature / base_np["pi0"][:, None, None]
+    th = np.broadcast_to(base_np["th0"][:, None, None] + th_pert, grid.shape)
+    zeros = np.zeros(grid.shape)
+    fields = {"u": zeros, "v": zeros, "w": np.zeros(grid.w_shape), "th": th, "qv": zeros,
+              "pi": zeros}
+    fields = {k: np.array(v, np.float64)[None] for k, v in fields.items()}
+    attrs = {"case": "density_current", "case_dx": dx, "case_dy": dy, "case_dz": dz,
+             "case_x_length": x_length, "case_z_length": z_length, "case_ny": int(ny),
+             "case_x_centre": float(x_centre), "case_z_centre": float(z_centre),
+             "case_x_radius": float(x_radius), "case_z_radius": float(z_radius),
+             "case_temperature_perturbation": float(temperature_perturbation),
+             "case_theta0": float(theta0), "case_viscosity": nu, "case_diffusivity": kappa,
+             "surface_pressure": float(surface_pressure),
+             "title": f"xlex density current (Straka et al. 1993), {grid.describe()}"}
+    attrs.update(physics_attrs(physics))
+    return states_to_dataset(fields, base_np, coords, [0.0], attrs=attrs)

@@ -2,9 +2,18 @@
 
 Every variable and coordinate xlex writes gets its attributes from here, and
 the CM1 reader annotates CM1 output from the same tables, so the two line up.
+The edges take the contract's dimension names (:data:`SPATIAL_DIMS`,
+:data:`AXIS_OF`, :data:`VARIABLE_DIMS`) and units (:data:`VARIABLE_ATTRS`,
+:data:`UNIT_ALIASES`, :data:`LENGTH_UNITS`) from here and nowhere else.
 """
 
 from __future__ import annotations
+
+#: Spatial dimensions of the contract, in (z, y, x) order: ``h`` cell centres,
+#: ``f`` faces (west, south and bottom faces; ``zf`` includes both walls).
+SPATIAL_DIMS: tuple[str, ...] = ("zh", "zf", "yh", "yf", "xh", "xf")
+#: The axis (``"z"``, ``"y"`` or ``"x"``) of each spatial dimension.
+AXIS_OF: dict[str, str] = {d: d[0] for d in SPATIAL_DIMS}
 
 #: Attributes of the coordinates. Face coordinates carry
 #: ``c_grid_axis_shift = -0.5`` so that xgcm reads the staggering unaided.
@@ -70,6 +79,26 @@ VARIABLE_DIMS: dict[str, tuple[str, ...]] = {
 
 PROGNOSTIC = ("u", "v", "w", "th", "qv")
 BASE_STATE = ("th0", "qv0", "pi0", "rho0")
+
+#: Spellings accepted for each contract unit (compared with a ``units``
+#: attribute stripped of surrounding blanks).
+UNIT_ALIASES: dict[str, set[str]] = {
+    "m s-1": {"m s-1", "m/s", "m s**-1", "m s^-1", "meters per second"},
+    "K": {"K", "kelvin", "degK"},
+    "kg kg-1": {"kg kg-1", "kg/kg", "1", "kg kg**-1", "kg kg^-1"},
+    "1": {"1", "", "dimensionless", "nondimensional"},
+}
+#: Length units of coordinates, in metres per unit (CM1 writes km).
+LENGTH_UNITS: dict[str, float] = {
+    "km": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0, "kilometre": 1000.0,
+    "kilometres": 1000.0, "m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0}
+#: Spellings of metres, the unit of the contract's coordinates.
+METRES: tuple[str, ...] = tuple(u for u, f in LENGTH_UNITS.items() if f == 1.0)
+
+
+def units_of(name: str) -> str:
+    """The contract's units of variable ``name`` (e.g. ``"m s-1"`` for ``"u"``)."""
+    return VARIABLE_ATTRS[name]["units"]
 
 
 def annotate(ds):

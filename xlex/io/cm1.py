@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from xlex import constants
-from xlex.errors import DatasetError
+from xlex.core import constants, thermo
+from xlex.core.errors import DatasetError
 from xlex.io import cf
+from xlex.io.store import allow_concurrent_reads
 
 __all__ = ["open_cm1"]
 
@@ -40,14 +41,10 @@ __all__ = ["open_cm1"]
 #: Global attribute in which CM1 records its release, e.g. ``"cm1r21.1"``.
 CM1_VERSION_ATTR = "CM1 version"
 #: Coordinates every CM1 NetCDF file has (``output_format=2``).
-CM1_COORDS = ("time", "zh", "zf", "yh", "yf", "xh", "xf")
-#: Spatial dimensions (the last three) of the fields the reader cannot do without.
-CM1_REQUIRED_FIELDS = {
-    "th": ("zh", "yh", "xh"),
-    "u": ("zh", "yh", "xf"),
-    "v": ("zh", "yf", "xh"),
-    "w": ("zf", "yh", "xh"),
-}
+CM1_COORDS = ("time", *cf.SPATIAL_DIMS)
+#: Spatial dimensions (the last three) of the fields the reader cannot do without:
+#: CM1 writes them on the contract's dims.
+CM1_REQUIRED_FIELDS = {name: cf.VARIABLE_DIMS[name] for name in ("th", "u", "v", "w")}
 #: Base-state fields of CM1 (``output_basestate=1``), 3-D but horizontally uniform.
 CM1_BASE_STATE = ("th0", "qv0", "pi0", "prs0")
 #: Base-state field -> (full field, perturbation field) of CM1 output, so that
@@ -66,10 +63,6 @@ CM1_PERIODIC_SWITCHES = {"xf": ("wbc", "ebc"), "yf": ("sbc", "nbc")}
 #: CM1's degenerate dimension of length one (holds ``ztop``).
 CM1_SCALAR_DIM = "one"
 
-_AXIS_OF = {"xh": "x", "xf": "x", "yh": "y", "yf": "y", "zh": "z", "zf": "z"}
-_LENGTH_FACTOR = {"km": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0,
-                  "kilometre": 1000.0, "kilometres": 1000.0,
-                  "m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0}
 _ROUND_DECIMALS = 3  # coordinates in metres are rounded to 1 mm
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -150,6 +143,7 @@ def open_cm1(path, *, basestate=None, chunks=None) -> xr.Dataset:
     >>> ds = open_cm1("cm1out.nc", basestate="cm1out_basestate.nc")  # doctest: +SKIP
     >>> ds = open_cm1("run/cm1out_0*.nc", chunks={"time": 1})       # doctest: +SKIP
     """
+    allow_concurrent_reads()  # before xarray loads netCDF4 (HDF5 reads it once)
     paths = _resolve_paths(path)
     if basestate is not None and not isinstance(basestate, xr.Dataset):
         basestate = Path(os.path.expanduser(os.fspath(basestate)))
@@ -256,11 +250,11 @@ def _open_files(paths: list[Path], chunks) -> xr.Dataset:
 
 def _length_factor(ds: xr.Dataset, name: str, source) -> float:
     """Metres per unit of coordinate ``name`` (CM1: km)."""
-    units = ds[name].attrs.get("units") or ds.attrs.get(f"{_AXIS_OF[name]}_units")
+    units = ds[name].attrs.get("units") or ds.attrs.get(f"{cf.AXIS_OF[name]}_units")
     if units is None:
         raise DatasetError(f"coordinate {name} of {source} has no units attribute; "
                            f"{_EXPECTED}, which writes coordinates in km")
-    factor = _LENGTH_FACTOR.get(str(units).strip().lower())
+    factor = cf.LENGTH_UNITS.get(str(units).strip().lower())
     if factor is None:
         raise DatasetError(f"coordinate {name} of {source} has units {units!r}; "
                            f"expected km (CM1's default) or m")
@@ -319,7 +313,7 @@ def _contract_coordinates(raw: xr.Dataset, source) -> xr.Dataset:
     ds = _drop_duplicate_face(ds, "xf", "xh", "u", source)
     ds = _drop_duplicate_face(ds, "yf", "yh", "v", source)
     new = {}
-    for name in _AXIS_OF:
+    for name in [n for n in ds.coords if n in cf.AXIS_OF]:  # in the file's order
         factor = _length_factor(raw, name, source)
         new[name] = (name, _clean_coordinate(ds[name].values, factor),
                      {**ds[name].attrs, "units": "m"})
@@ -362,7 +356,7 @@ def _base_from(ds: xr.Dataset, zh: np.ndarray, source, names) -> dict[str, np.nd
         found[name] = _column(ds[name])
     if found and "zh" in ds.coords:
         units = ds["zh"].attrs.get("units")
-        factor = _LENGTH_FACTOR.get(str(units).strip().lower(), 1.0) if units else 1.0
+        factor = cf.LENGTH_UNITS.get(str(units).strip().lower(), 1.0) if units else 1.0
         levels = np.asarray(ds["zh"].values, dtype=np.float64) * factor
         if not np.allclose(levels, zh, rtol=0.0, atol=max(0.05, 1e-6 * np.abs(zh).max())):
             raise DatasetError(f"base state from {source} is on levels zh = {levels} m, the "
@@ -460,8 +454,8 @@ def _to_contract(raw: xr.Dataset, paths: list[Path], basestate) -> xr.Dataset:
     has_qv = "qv" in ds.data_vars
     if {"th0", "pi0", "prs0"} <= profiles.keys() and ("qv0" in profiles or not has_qv):
         qv0 = base.get("qv0", 0.0)
-        rho0 = base["prs0"] / (constants.RD * base["pi0"] * base["th0"]
-                               * (1.0 + constants.VIRTUAL * qv0))
+        rho0 = base["prs0"] / (constants.RD * base["pi0"]
+                               * thermo.density_potential_temperature(base["th0"], qv0))
         profiles["rho0"] = xr.DataArray(rho0, dims=("zh",), coords={"zh": ds["zh"]})
 
     left_out = []

@@ -38,10 +38,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from xlex import constants
-from xlex import operators as op
-from xlex.grid import Grid
+from xlex.core import constants
+from xlex.core import operators as op
+from xlex.core.grid import Grid
 
+#: Pressure solvers by name, the one table of them (numerics, the CLI and the
+#: benchmark take it from here).
 SOLVERS = ("pcg", "bicgstab")
 
 
@@ -114,6 +116,31 @@ def fft_tridiagonal_preconditioner(coef: EllipticCoefficients, grid: Grid):
     return apply
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SolveInfo:
+    """What a pressure solve did, for the caller to record.
+
+    Attributes
+    ----------
+    iterations : int array
+        Krylov iterations taken.
+    relative_residual : float array
+        ||rhs - A phi|| / ||rhs - A guess||, both without their domain mean
+        (the true residual, computed after the solve).
+    breakdown : bool array
+        The Krylov recurrence broke down (a zero or negative inner product)
+        before convergence.
+    converged : bool array
+        ``relative_residual <= tolerance``.
+    """
+
+    iterations: jax.Array
+    relative_residual: jax.Array
+    breakdown: jax.Array
+    converged: jax.Array
+
+
 def _dot(a, b):
     return jnp.sum(a * b)
 
@@ -135,81 +162,121 @@ def _safe_divide(a, b):
     return jnp.where(ok, a / jnp.where(ok, b, 1), 0)
 
 
-def conjugate_gradient(matvec, b, precondition, tolerance, maxiter):
-    """Preconditioned CG from a zero first guess; stops at ||r|| <= tolerance ||b||.
+def conjugate_gradient(matvec, b, precondition, tolerance, maxiter, *, return_info=False):
+    """Preconditioned CG from a zero first guess; stops at ||r|| <= tolerance ||b||
+    with r the true residual b - A x.
 
     The threshold is relative to this solve's own right-hand side, so the same
     function serves the tangent and adjoint solves of ``custom_linear_solve``.
-    Returns ``(x, iterations)``.
+    The recursive residual drifts from the true one in float32 (by ~1e-6 of
+    ||b|| over a few tens of iterations), so when it passes the test the true
+    residual is computed (one extra matvec) and, if that fails the test, CG
+    restarts from it. A breakdown (r.z <= 0 or p.Ap <= 0 with the residual
+    above the threshold, i.e. a preconditioner or operator that is not positive
+    definite, or an underflow) stops the iteration and is reported.
+
+    Returns
+    -------
+    ``(x, iterations)``, or with ``return_info`` ``(x, iterations, breakdown)``,
+    ``breakdown`` a bool array.
     """
     b = _range_part(b)
     atol = tolerance * jnp.sqrt(_dot(b, b))
     x = jnp.zeros_like(b)
-    r = b
-    z = precondition(r)
-    p = z
-    rz = _dot(r, z)
+    z = precondition(b)
+    carry = (x, b, z, _dot(b, z), 0, jnp.zeros((), bool))
 
     def cond(carry):
-        _, r, _, rz, k = carry
-        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter) & (rz != 0)
+        _, r, _, _, k, broken = carry
+        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter) & ~broken
+
+    def refresh(x, r, p, rz):
+        # the true residual, and CG restarted from it
+        r = _range_part(b - matvec(x))
+        z = precondition(r)
+        return r, z, _dot(r, z)
 
     def body(carry):
-        x, r, p, rz, k = carry
+        x, r, p, rz, k, _ = carry
         ap = matvec(p)
-        alpha = _safe_divide(rz, _dot(p, ap))
+        pap = _dot(p, ap)
+        alpha = _safe_divide(rz, pap)
         x = x + alpha * p
         r = r - alpha * ap
         z = precondition(r)
         rz_new = _dot(r, z)
         p = z + _safe_divide(rz_new, rz) * p
-        return x, r, p, rz_new, k + 1
+        r, p, rz_new = jax.lax.cond(jnp.sqrt(_dot(r, r)) <= atol, refresh,
+                                    lambda x, r, p, rz: (r, p, rz), x, r, p, rz_new)
+        unconverged = jnp.sqrt(_dot(r, r)) > atol
+        broken = unconverged & ((rz_new <= 0) | (pap <= 0))
+        return x, r, p, rz_new, k + 1, broken
 
-    x, r, _, _, k = jax.lax.while_loop(cond, body, (x, r, p, rz, 0))
-    return x, k
+    x, _, _, _, k, broken = jax.lax.while_loop(cond, body, carry)
+    return (x, k, broken) if return_info else (x, k)
 
 
-def bicgstab(matvec, b, tolerance, maxiter, precondition=None):
+def bicgstab(matvec, b, tolerance, maxiter, precondition=None, *, return_info=False):
     """BiCGSTAB (van der Vorst 1992) from a zero first guess; stops at
-    ||r|| <= tolerance ||b|| (relative to this solve's own right-hand side).
+    ||r|| <= tolerance ||b|| (relative to this solve's own right-hand side) with
+    r the true residual (checked, with a restart from it, when the recursive
+    one passes the test, as in :func:`conjugate_gradient`).
 
-    Unpreconditioned unless ``precondition`` is given. Returns ``(x, iterations)``.
+    Unpreconditioned unless ``precondition`` is given. A breakdown (rho, omega
+    or r_hat.v zero with the residual above the threshold) stops the iteration
+    and is reported.
+
+    Returns
+    -------
+    ``(x, iterations)``, or with ``return_info`` ``(x, iterations, breakdown)``.
     """
     b = _range_part(b)
     atol = tolerance * jnp.sqrt(_dot(b, b))
     precondition = precondition or (lambda v: v)
     x = jnp.zeros_like(b)
-    r = b
-    r_hat = b
     one = jnp.ones((), b.dtype)
-    carry = (x, r, jnp.zeros_like(b), jnp.zeros_like(b), one, one, one, 0)
+    zeros = jnp.zeros_like(b)
+    # r_hat is the shadow residual; a restart takes the refreshed residual as both
+    carry = (x, b, b, zeros, zeros, one, one, one, 0, jnp.zeros((), bool))
 
     def cond(c):
-        r, rho, omega, k = c[1], c[4], c[6], c[7]
-        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter) & (rho != 0) & (omega != 0)
+        r, k, broken = c[1], c[8], c[9]
+        return (jnp.sqrt(_dot(r, r)) > atol) & (k < maxiter) & ~broken
 
     def body(c):
-        x, r, p, v, rho, alpha, omega, k = c
+        x, r, r_hat, p, v, rho, alpha, omega, k, _ = c
         rho_new = _dot(r_hat, r)
         beta = _safe_divide(rho_new, rho) * _safe_divide(alpha, omega)
         p = r + beta * (p - omega * v)
         ph = precondition(p)
         v = matvec(ph)
-        alpha = _safe_divide(rho_new, _dot(r_hat, v))
+        rv = _dot(r_hat, v)
+        alpha = _safe_divide(rho_new, rv)
         s = r - alpha * v
         sh = precondition(s)
         t = matvec(sh)
         omega = _safe_divide(_dot(t, s), _dot(t, t))
         x = x + alpha * ph + omega * sh
         r = s - omega * t
-        return x, r, p, v, rho_new, alpha, omega, k + 1
+        passed = jnp.sqrt(_dot(r, r)) <= atol
+        true_r = jax.lax.cond(passed, lambda x: _range_part(b - matvec(x)), lambda x: r, x)
+        restart = passed & (jnp.sqrt(_dot(true_r, true_r)) > atol)
+        r = true_r
+        r_hat, p, v = (jnp.where(restart, r, r_hat), jnp.where(restart, 0, p),
+                       jnp.where(restart, 0, v))
+        rho_new, alpha, omega = (jnp.where(restart, one, rho_new),
+                                 jnp.where(restart, one, alpha),
+                                 jnp.where(restart, one, omega))
+        unconverged = jnp.sqrt(_dot(r, r)) > atol
+        broken = unconverged & ~restart & ((rho_new == 0) | (omega == 0) | (rv == 0))
+        return x, r, r_hat, p, v, rho_new, alpha, omega, k + 1, broken
 
     out = jax.lax.while_loop(cond, body, carry)
-    return out[0], out[7]
+    return (out[0], out[8], out[9]) if return_info else (out[0], out[8])
 
 
 def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver="pcg",
-                   tolerance=1e-10, max_iterations=500):
+                   tolerance=1e-10, max_iterations=500, return_info=False):
     """Solve A phi = rhs for phi, starting from ``guess``.
 
     The Krylov solve is for the correction to ``guess`` and stops when its
@@ -217,7 +284,13 @@ def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver
     ||rhs - A guess||, so ||rhs - A phi|| <= tolerance ||rhs - A guess||
     <= tolerance ||rhs|| (a guess worse than zero is replaced by zero). The same relative
     rule holds for the tangent and adjoint solves of the implicit derivative.
+    The test is made on the true residual, not the recursive one.
     Differentiable implicitly in ``rhs``, ``coef`` and ``guess``.
+
+    Parameters
+    ----------
+    return_info : bool
+        Also return a :class:`SolveInfo` (one extra matvec for the residual).
 
     Returns
     -------
@@ -225,14 +298,17 @@ def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver
         The solution, with zero domain mean.
     iterations : int array
         Krylov iterations taken.
+    info : SolveInfo
+        Only with ``return_info``.
     """
     matvec = lambda x: pressure_operator(x, coef, grid)  # noqa: E731
     if solver == "pcg":
         precondition = fft_tridiagonal_preconditioner(coef, grid)
-        solve = lambda mv, b: conjugate_gradient(mv, b, precondition, tolerance,  # noqa: E731
-                                                 max_iterations)
+        solve = lambda mv, b: _with_aux(conjugate_gradient(  # noqa: E731
+            mv, b, precondition, tolerance, max_iterations, return_info=True))
     elif solver == "bicgstab":
-        solve = lambda mv, b: bicgstab(mv, b, tolerance, max_iterations)  # noqa: E731
+        solve = lambda mv, b: _with_aux(bicgstab(  # noqa: E731
+            mv, b, tolerance, max_iterations, return_info=True))
     else:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     residual = rhs - matvec(guess)
@@ -240,14 +316,30 @@ def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver
     worse = _dot(residual, residual) > _dot(rhs, rhs)
     guess = jnp.where(worse, 0.0, guess)
     residual = jnp.where(worse, rhs, residual)
-    delta, iterations = jax.lax.custom_linear_solve(
+    delta, (iterations, breakdown) = jax.lax.custom_linear_solve(
         matvec, residual, solve, symmetric=True, has_aux=True)
     phi = guess + delta
-    return phi - jnp.mean(phi), iterations
+    phi = phi - jnp.mean(phi)
+    if not return_info:
+        return phi, iterations
+    # relative to the range part of the system the Krylov solve was given
+    final = _range_part(rhs - matvec(phi))
+    start = _range_part(residual)
+    relative = jnp.sqrt(_dot(final, final)) / jnp.maximum(
+        jnp.sqrt(_dot(start, start)), jnp.finfo(start.dtype).tiny)
+    info = SolveInfo(iterations=iterations, relative_residual=relative, breakdown=breakdown,
+                     converged=relative <= tolerance)
+    return phi, iterations, info
+
+
+def _with_aux(result):
+    """``(x, (iterations, breakdown))`` for ``custom_linear_solve(has_aux=True)``."""
+    x, iterations, breakdown = result
+    return x, (iterations, breakdown)
 
 
 def project(u, v, w, thrho, mass, mass_faces, grid: Grid, weight, guess, *, solver="pcg",
-            tolerance=1e-10, max_iterations=500):
+            tolerance=1e-10, max_iterations=500, return_info=False):
     """Remove the divergent part of (u, v, w) with the pressure-gradient force.
 
     Parameters
@@ -262,21 +354,24 @@ def project(u, v, w, thrho, mass, mass_faces, grid: Grid, weight, guess, *, solv
         The stage's weight ``c`` of the tendency [s].
     guess : array
         First guess for pi' (the previous stage's).
+    return_info : bool
+        Also return the :class:`SolveInfo` of the pressure solve.
 
     Returns
     -------
-    u, v, w, pi, iterations
+    u, v, w, pi, iterations, and with ``return_info`` a :class:`SolveInfo`.
     """
     coef = elliptic_coefficients(thrho, mass, mass_faces)
     mc = op.column(mass)
     div = op.divergence(mc * u, mc * v, op.column(mass_faces) * w, grid.dx, grid.dy, grid.dz)
-    pi, iterations = pressure_solve(-div / weight, coef, grid, guess, solver=solver,
-                                    tolerance=tolerance, max_iterations=max_iterations)
+    pi, iterations, *info = pressure_solve(
+        -div / weight, coef, grid, guess, solver=solver, tolerance=tolerance,
+        max_iterations=max_iterations, return_info=return_info)
     u = u - weight * coef.cx / mc * op.diff_x_centre_to_face(pi, grid.dx)
     v = v - weight * coef.cy / mc * op.diff_y_centre_to_face(pi, grid.dy)
     gz = coef.cz * op.diff_z_centre_to_face(pi, grid.dz)
     w = w - weight * op.zero_walls(gz / op.column(mass_faces))
-    return u, v, w, pi, iterations
+    return (u, v, w, pi, iterations, *info)
 
 
 def mass_divergence(u, v, w, mass, mass_faces, grid: Grid):

@@ -1,18 +1,41 @@
-"""Moist thermodynamics: density potential temperature, buoyancy, saturation,
-and the hydrostatic base state."""
+"""Moist thermodynamics: density potential temperature, the base state's density
+and mass weight, buoyancy, saturation, and the hydrostatic base state.
+
+The formulas take arrays of any namespace (NumPy at the edges, JAX in the
+core); :class:`~xlex.core.state.BaseState` computes its ``thrho0``, ``rho0``
+and ``mass`` with them.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
 import numpy as np
 
-from xlex import constants as c
-from xlex.state import BaseState
+from xlex.core import constants as c
+
+if TYPE_CHECKING:
+    from xlex.core.state import BaseState
 
 
 def density_potential_temperature(th, qv):
     """th_rho = th (1 + (1/eps - 1) qv), no condensate [K] (paper eq. 3, linearised)."""
     return th * (1.0 + c.VIRTUAL * qv)
+
+
+def base_density(th0, qv0, pi0):
+    """rho0 = p0 pi0^(cv/Rd) / (Rd thrho0), the base state's density [kg m-3] from
+    its potential temperature th0 [K], mixing ratio qv0 [kg kg-1] and Exner function
+    pi0 [1] (equation of state)."""
+    return c.P0 * pi0 ** (c.CV / c.RD) / (c.RD * density_potential_temperature(th0, qv0))
+
+
+def mass_weight(rho0, th0, qv0):
+    """m = rho0 thrho0 [kg m-3 K], the pseudo-density of the constraint div(m u) = 0
+    and of the advective mass flux, from the base state's density rho0 [kg m-3],
+    potential temperature th0 [K] and mixing ratio qv0 [kg kg-1]."""
+    return rho0 * density_potential_temperature(th0, qv0)
 
 
 def buoyancy(th, qv, base: BaseState):
@@ -117,6 +140,8 @@ def hydrostatic_sounding(z, theta, *, relative_humidity=None, qv=None,
 def base_state_from_profiles(th0, qv0, pi0, dtype=None) -> BaseState:
     """A :class:`BaseState` from 1-D profiles on cell centres (``dtype`` default:
     JAX's default float, float64 only where x64 is enabled)."""
+    from xlex.core.state import BaseState  # state computes its mass with this module
+
     dtype = dtype or jnp.result_type(float)
     return BaseState(th0=jnp.asarray(th0, dtype), qv0=jnp.asarray(qv0, dtype),
                      pi0=jnp.asarray(pi0, dtype))

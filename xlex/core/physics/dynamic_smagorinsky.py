@@ -19,7 +19,7 @@ homogeneous directions of these periodic domains), is::
 Negative C (backscatter) would make the total viscosity negative and is
 clipped to zero. The deviatoric parts of L and M are used (the isotropic part
 goes into the pressure). With ``stability=True`` the strain magnitude is the
-buoyancy-reduced one of :func:`~xlex.physics.smagorinsky.smagorinsky_viscosity`,
+buoyancy-reduced one of :func:`~xlex.core.physics.smagorinsky.smagorinsky_viscosity`,
 ``|S|_N = sqrt(max(|S|^2 - N^2 / Pr, 0))``, in M and in the viscosity alike.
 
 The fit works on cell-centred velocities with centred differences, which do
@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from xlex import operators as op
-from xlex.grid import Grid
-from xlex.physics import smagorinsky
-from xlex.state import State
+from xlex.core import operators as op
+from xlex.core.grid import Grid
+from xlex.core.physics import smagorinsky
+from xlex.core.physics.scheme import PhysicsScheme, check_flag, check_number, parameter, scheme
+from xlex.core.state import State
 
 #: Ratio of the test-filter width to the grid-filter width.
 FILTER_RATIO = 2.0
@@ -63,10 +64,8 @@ def trapezoidal_filter(a, parity=_EVEN):
     return 0.25 * (p[..., :-2, :, :] + 2.0 * p[..., 1:-1, :, :] + p[..., 2:, :, :])
 
 
-def centred_velocity(u, v, w):
-    """u, v and w interpolated to the cell centres."""
-    return (op.interp_x_face_to_centre(u), op.interp_y_face_to_centre(v),
-            op.interp_z_face_to_centre(w))
+#: u, v and w interpolated to the cell centres (:func:`xlex.core.operators.centred_winds`).
+centred_velocity = op.centred_winds
 
 
 def centred_strain(uc, vc, wc, grid: Grid):
@@ -120,9 +119,11 @@ def leonard_stress(uc, vc, wc):
             - filtered[i] * filtered[j] for i in range(3) for j in range(i, 3)}
 
 
-def germano_tensors(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stability=True):
+def germano_tensors(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stability=True,
+                    filter_ratio=FILTER_RATIO):
     """The deviatoric tensors (L_ij, M_ij) of the Germano identity L = C M, each a
-    dict over the six pairs i <= j, at cell centres [m2 s-2]."""
+    dict over the six pairs i <= j, at cell centres [m2 s-2]. ``filter_ratio``:
+    the test-to-grid filter width ratio alpha in M (2 for this test filter)."""
     delta2 = (grid.dx * grid.dy * grid.dz) ** (2.0 / 3.0)
     parity = (_EVEN, _EVEN, _ODD)
     uc, vc, wc = centred_velocity(state.u, state.v, state.w)
@@ -137,7 +138,7 @@ def germano_tensors(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stability=Tr
     s_hat = centred_strain(*hats, grid)
     mag_hat = _strain_magnitude(s_hat, n2_hat, prandtl)
     m = {(i, j): 2.0 * delta2 * (trapezoidal_filter(mag * s[(i, j)], parity[i] * parity[j])
-                                 - FILTER_RATIO ** 2 * mag_hat * s_hat[(i, j)])
+                                 - filter_ratio ** 2 * mag_hat * s_hat[(i, j)])
          for (i, j) in s}
     return _deviatoric(leonard_stress(uc, vc, wc)), _deviatoric(m)
 
@@ -155,22 +156,79 @@ def least_squares_coefficient(lij, mij):
     return jnp.maximum(c, 0.0)
 
 
-def dynamic_coefficient(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stability=True):
+def dynamic_coefficient(state: State, grid: Grid, *, prandtl=1.0 / 3.0, stability=True,
+                        filter_ratio=FILTER_RATIO):
     """The dynamic Smagorinsky coefficient C(z) = cs(z)^2 [1], ``(..., nz, 1, 1)``."""
-    lij, mij = germano_tensors(state, grid, prandtl=prandtl, stability=stability)
+    lij, mij = germano_tensors(state, grid, prandtl=prandtl, stability=stability,
+                               filter_ratio=filter_ratio)
     return least_squares_coefficient(lij, mij)
 
 
 def dynamic_smagorinsky_viscosity(state: State, grid: Grid, *, prandtl=1.0 / 3.0,
-                                  stability=True, coefficient=None
+                                  stability=True, coefficient=None, filter_ratio=FILTER_RATIO
                                   ) -> smagorinsky.EddyDiffusivity:
     """Eddy viscosity and diffusivity of the dynamic model [m2 s-1]:
     ``K_m = C(z) Delta^2 |S|_N`` with the C-grid strain of the Smagorinsky model,
     K_h = K_m / Pr. ``coefficient``: C(z) if already computed."""
     c = coefficient
     if c is None:
-        c = dynamic_coefficient(state, grid, prandtl=prandtl, stability=stability)
+        c = dynamic_coefficient(state, grid, prandtl=prandtl, stability=stability,
+                                filter_ratio=filter_ratio)
     unit = smagorinsky.smagorinsky_viscosity(state, grid, cs=1.0, prandtl=prandtl,
                                              stability=stability)
     km = c * unit.km
     return smagorinsky.EddyDiffusivity(km=km, kh=km / prandtl)
+
+
+@scheme
+class DynamicSmagorinsky(PhysicsScheme):
+    """Dynamic Smagorinsky subgrid scheme (see the module docstring): the
+    coefficient C(z) = cs(z)^2 from the Germano identity and Lilly's least
+    squares over each horizontal plane, clipped at zero, computed once per step.
+
+    Parameters
+    ----------
+    prandtl : float
+        Turbulent Prandtl number [1] (1/3): K_h = K_m / prandtl.
+    stability : bool
+        Use the strain rate reduced by N^2 / prandtl (as Smagorinsky does) in
+        M and in the viscosity.
+    filter_ratio : float
+        Test-to-grid filter width ratio alpha [1] (2, the width of the
+        trapezoidal test filter); a parameter so that it can be calibrated.
+    per_stage : bool
+        Compute C(z) and the coefficients again at every Runge-Kutta stage
+        (third order in time) instead of once per step (default False).
+    """
+
+    prandtl: float = parameter(1.0 / 3.0)
+    stability: bool = True
+    filter_ratio: float = parameter(FILTER_RATIO)
+    per_stage: bool = False
+
+    outputs = {**smagorinsky.EDDY_OUTPUTS,
+               "cs2": (("zh",), {"units": "1", "long_name": "dynamic Smagorinsky coefficient "
+                                 "cs^2, averaged over each level"})}
+
+    def __post_init__(self):
+        check_number("DynamicSmagorinsky", "prandtl", self.prandtl, low=0.0, low_open=True)
+        check_flag("DynamicSmagorinsky", "stability", self.stability)
+        check_flag("DynamicSmagorinsky", "per_stage", self.per_stage)
+        check_number("DynamicSmagorinsky", "filter_ratio", self.filter_ratio, low=1.0,
+                     low_open=True, high=10.0)
+
+    def _options(self):
+        return {"prandtl": self.prandtl, "stability": self.stability,
+                "filter_ratio": self.filter_ratio}
+
+    def prepare(self, state, base, grid):
+        return dynamic_smagorinsky_viscosity(state, grid, **self._options())
+
+    def tendency(self, state, prepared, base, grid):
+        return smagorinsky.subgrid_tendency(state, prepared, base, grid)
+
+    def diagnose(self, state, base, grid):
+        # the coefficient once, for cs2 and the viscosity alike
+        c = dynamic_coefficient(state, grid, **self._options())
+        k = dynamic_smagorinsky_viscosity(state, grid, coefficient=c, **self._options())
+        return {"km": k.km, "kh": k.kh, "cs2": c[..., 0, 0]}

@@ -37,11 +37,12 @@ import math
 import jax
 import jax.numpy as jnp
 
-from xlex import constants, thermo
-from xlex import operators as op
-from xlex.errors import OptionError
-from xlex.grid import Grid
-from xlex.state import BaseState, State
+from xlex.core import constants, thermo
+from xlex.core import operators as op
+from xlex.core.errors import OptionError
+from xlex.core.grid import Grid
+from xlex.core.physics.scheme import PhysicsScheme, check_number, parameter, scheme
+from xlex.core.state import BaseState, State
 
 #: Cap on ``|zeta| = |z1 / L|``.
 ZETA_LIMIT = 10.0
@@ -97,8 +98,9 @@ def stability_parameter(richardson, height, *, roughness_length, scalar_roughnes
     continues the neutral branch; past the critical Ri_B (no such root) zeta
     takes the cap. Unstable side: fixed-point iteration from neutral.
     """
-    log_m = math.log(height / roughness_length)
-    log_h = math.log(height / scalar_roughness_length)
+    # jnp, not math: the roughness lengths may be traced parameters
+    log_m = jnp.log(height / roughness_length)
+    log_h = jnp.log(height / scalar_roughness_length)
     unstable_ri = jnp.minimum(richardson, 0.0)
 
     def update(_, zeta):
@@ -131,8 +133,8 @@ def transfer_coefficients(height, wind_speed, thv_air, thv_surface, *, roughness
     zeta = stability_parameter(rib, height, roughness_length=roughness_length,
                                scalar_roughness_length=z0h)
     k = constants.KARMAN
-    phi_m = math.log(height / roughness_length) - stability_function_momentum(zeta)
-    phi_h = math.log(height / z0h) - stability_function_heat(zeta)
+    phi_m = jnp.log(height / roughness_length) - stability_function_momentum(zeta)
+    phi_h = jnp.log(height / z0h) - stability_function_heat(zeta)
     return k * k / (phi_m * phi_m), k * k / (phi_m * phi_h)
 
 
@@ -197,8 +199,7 @@ def bulk_surface_fluxes(state: State, base: BaseState, grid: Grid, *, surface_th
         convection).
     """
     height = 0.5 * grid.dz
-    uc = op.interp_x_face_to_centre(state.u[..., 0, :, :])
-    vc = op.interp_y_face_to_centre(state.v[..., 0, :, :])
+    uc, vc = op.centred_horizontal_winds(state.u[..., 0, :, :], state.v[..., 0, :, :])
     th1 = state.th[..., 0, :, :]
     qv1 = state.qv[..., 0, :, :]
     speed2 = uc * uc + vc * vc
@@ -233,3 +234,107 @@ def surface_tendency(fluxes: SurfaceFluxes, base: BaseState, grid: Grid) -> Stat
     return State(u=lowest(fluxes.momentum_x), v=lowest(fluxes.momentum_y),
                  w=jnp.zeros(shape[:-3] + grid.w_shape, fluxes.heat.dtype),
                  th=lowest(fluxes.heat), qv=lowest(fluxes.moisture), pi=zeros)
+
+
+#: Output fields of the bulk surface scheme.
+SURFACE_OUTPUTS = {
+    "hfx": (("yh", "xh"), {"units": "W m-2", "long_name": "upward surface sensible heat flux",
+                           "standard_name": "surface_upward_sensible_heat_flux"}),
+    "qfx": (("yh", "xh"), {"units": "kg m-2 s-1",
+                           "long_name": "upward surface water vapour flux"}),
+    "lhf": (("yh", "xh"), {"units": "W m-2", "long_name": "upward surface latent heat flux",
+                           "standard_name": "surface_upward_latent_heat_flux"}),
+    "taux": (("yh", "xf"), {"units": "N m-2", "long_name": "surface stress, x component "
+                            "(on the ground, along the wind)",
+                            "standard_name": "surface_downward_eastward_stress"}),
+    "tauy": (("yf", "xh"), {"units": "N m-2", "long_name": "surface stress, y component "
+                            "(on the ground, along the wind)",
+                            "standard_name": "surface_downward_northward_stress"}),
+    "ustar": (("yh", "xh"), {"units": "m s-1", "long_name": "friction velocity"}),
+}
+
+
+@scheme
+class BulkSurface(PhysicsScheme):
+    """Bulk surface fluxes of momentum, heat and moisture with Monin-Obukhov
+    transfer coefficients (Neale et al. 2010; see the module docstring),
+    computed once per step and held over the stages.
+
+    Parameters
+    ----------
+    surface_temperature : float, optional
+        Prescribed ground temperature [K]; give this or
+        ``surface_potential_temperature``.
+    surface_potential_temperature : float, optional
+        Prescribed ground potential temperature [K].
+    roughness_length : float
+        Roughness length for momentum z0 [m] (0.1, short vegetation; about
+        2e-4 over the sea).
+    scalar_roughness_length : float, optional
+        Roughness length for heat and moisture z0h [m] (default: z0).
+    moisture_availability : float
+        Fraction beta in [0, 1] of the saturation deficit the ground supplies
+        (1: a saturated water surface, 0: a dry one).
+    minimum_wind_speed : float
+        Floor on the wind speed in the bulk formulas [m s-1] (1.0); keeps the
+        exchange going in free convection.
+    """
+
+    surface_temperature: float | None = parameter(None)
+    surface_potential_temperature: float | None = parameter(None)
+    roughness_length: float = parameter(0.1)
+    scalar_roughness_length: float | None = parameter(None)
+    moisture_availability: float = parameter(1.0)
+    minimum_wind_speed: float = parameter(1.0)
+
+    outputs = SURFACE_OUTPUTS
+
+    def __post_init__(self):
+        given = [n for n in ("surface_temperature", "surface_potential_temperature")
+                 if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise OptionError(
+                "BulkSurface needs exactly one of surface_temperature (K) and "
+                f"surface_potential_temperature (K); got {given or 'neither'}")
+        check_number("BulkSurface", given[0], getattr(self, given[0]), low=0.0, low_open=True,
+                     unit="K")
+        check_number("BulkSurface", "roughness_length", self.roughness_length, low=0.0,
+                     low_open=True, unit="m")
+        if self.scalar_roughness_length is not None:
+            check_number("BulkSurface", "scalar_roughness_length", self.scalar_roughness_length,
+                         low=0.0, low_open=True, unit="m")
+        check_number("BulkSurface", "moisture_availability", self.moisture_availability,
+                     low=0.0, high=1.0)
+        check_number("BulkSurface", "minimum_wind_speed", self.minimum_wind_speed, low=0.0,
+                     low_open=True, unit="m s-1")
+
+    @property
+    def scalar_roughness(self):
+        """z0h [m]: ``scalar_roughness_length`` or, if unset, ``roughness_length``."""
+        if self.scalar_roughness_length is None:
+            return self.roughness_length
+        return self.scalar_roughness_length
+
+    def check(self, grid):
+        check_surface_layer(grid, self.roughness_length, self.scalar_roughness)
+
+    def prepare(self, state, base, grid):
+        th_s, q_sat = surface_state(base, grid, temperature=self.surface_temperature,
+                                    potential_temperature=self.surface_potential_temperature)
+        return bulk_surface_fluxes(
+            state, base, grid, surface_theta=th_s, surface_saturation=q_sat,
+            roughness_length=self.roughness_length,
+            scalar_roughness_length=self.scalar_roughness,
+            moisture_availability=self.moisture_availability,
+            minimum_wind_speed=self.minimum_wind_speed)
+
+    def tendency(self, state, prepared, base, grid):
+        return surface_tendency(prepared, base, grid)
+
+    def diagnose(self, state, base, grid):
+        f = self.prepare(state, base, grid)
+        rho_s = base.rho0[0]
+        pi_s = surface_exner(base, grid)
+        return {"hfx": rho_s * constants.CP * pi_s * f.heat, "qfx": rho_s * f.moisture,
+                "lhf": rho_s * constants.LV * f.moisture, "taux": -rho_s * f.momentum_x,
+                "tauy": -rho_s * f.momentum_y, "ustar": f.friction_velocity}

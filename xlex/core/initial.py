@@ -8,9 +8,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from xlex import thermo
-from xlex.grid import Grid
-from xlex.state import BaseState, State
+from xlex.core import thermo
+from xlex.core.grid import Grid
+from xlex.core.state import BaseState, State
 
 
 def moist_base_state(grid: Grid, *, theta=300.0, relative_humidity=0.1,

@@ -1,7 +1,7 @@
 """Model state and base state: frozen dataclasses registered as JAX pytrees.
 
 Arrays are leaves; arithmetic on whole states goes through ``jax.tree.map``.
-Shapes follow the staggering convention in :mod:`xlex.grid`.
+Shapes follow the staggering convention in :mod:`xlex.core.grid`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from xlex import constants
+from xlex.core import thermo
 
 
 @jax.tree_util.register_dataclass
@@ -68,18 +68,19 @@ class BaseState:
     @property
     def thrho0(self) -> jax.Array:
         """Density (virtual) potential temperature of the base state [K]."""
-        return self.th0 * (1.0 + constants.VIRTUAL * self.qv0)
+        return thermo.density_potential_temperature(self.th0, self.qv0)
 
     @property
     def rho0(self) -> jax.Array:
-        """Base-state density from the equation of state [kg m-3]."""
-        return constants.P0 * self.pi0 ** (constants.CV / constants.RD) / (
-            constants.RD * self.thrho0)
+        """Base-state density from the equation of state [kg m-3]
+        (:func:`xlex.core.thermo.base_density`)."""
+        return thermo.base_density(self.th0, self.qv0, self.pi0)
 
     @property
     def mass(self) -> jax.Array:
-        """Pseudo-density weight rho0 * thrho0 at cell centres [kg m-3 K]."""
-        return self.rho0 * self.thrho0
+        """Pseudo-density weight rho0 * thrho0 at cell centres [kg m-3 K]
+        (:func:`xlex.core.thermo.mass_weight`)."""
+        return thermo.mass_weight(self.rho0, self.th0, self.qv0)
 
     @property
     def mass_faces(self) -> jax.Array:

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from xlex.errors import OptionError, OptionTypeError
+from xlex.core.errors import OptionError, OptionTypeError
 
 #: Smallest number of cells along a periodic axis: the WENO5 stencil spans 6.
 MIN_HORIZONTAL_CELLS = 6

@@ -1,8 +1,11 @@
 """Staggered differences and interpolations, named by where they go from and to.
 
-See :mod:`xlex.grid` for the convention: x and y faces are west/south faces
+See :mod:`xlex.core.grid` for the convention: x and y faces are west/south faces
 (periodic), z faces include both walls (``nz + 1`` levels). Every operator acts
 on the last three axes ``(z, y, x)`` and broadcasts over leading batch axes.
+The face-to-centre interpolations take ``xp`` (``jax.numpy`` by default, or
+``numpy``) so that the edges interpolate NumPy arrays with the same arithmetic:
+:func:`centred_winds` is the one interpolation of the winds to the centres.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import jax.numpy as jnp
 X, Y, Z = -1, -2, -3
 
 
-def _shift(a, k, axis):
+def _shift(a, k, axis, xp=jnp):
     """``a[i - k]`` along a periodic axis."""
-    return jnp.roll(a, k, axis=axis)
+    return xp.roll(a, k, axis=axis)
 
 
 # --- x (periodic) -----------------------------------------------------------
@@ -29,9 +32,9 @@ def diff_x_centre_to_face(c, dx):
     return (c - _shift(c, 1, X)) / dx
 
 
-def interp_x_face_to_centre(f):
+def interp_x_face_to_centre(f, xp=jnp):
     """Mean of the west and east faces of each cell."""
-    return 0.5 * (f + _shift(f, -1, X))
+    return 0.5 * (f + _shift(f, -1, X, xp))
 
 
 def interp_x_centre_to_face(c):
@@ -51,9 +54,9 @@ def diff_y_centre_to_face(c, dy):
     return (c - _shift(c, 1, Y)) / dy
 
 
-def interp_y_face_to_centre(f):
+def interp_y_face_to_centre(f, xp=jnp):
     """Mean of the south and north faces of each cell."""
-    return 0.5 * (f + _shift(f, -1, Y))
+    return 0.5 * (f + _shift(f, -1, Y, xp))
 
 
 def interp_y_centre_to_face(c):
@@ -98,6 +101,45 @@ def zero_walls(w):
 
 
 # --- compound -----------------------------------------------------------------
+
+def centred_horizontal_winds(u, v, xp=jnp):
+    """u and v from their west / south faces to the cell centres (``(..., y, x)``
+    last, so a single level works too): ``(interp_x_face_to_centre(u),
+    interp_y_face_to_centre(v))``."""
+    return interp_x_face_to_centre(u, xp), interp_y_face_to_centre(v, xp)
+
+
+def centred_winds(u, v, w, xp=jnp):
+    """The C-grid winds interpolated to the cell centres.
+
+    u: mean of the west faces i and i + 1 (periodic); v: mean of the south
+    faces j and j + 1 (periodic); w: mean of the bottom and top faces k and
+    k + 1 (``nz + 1 -> nz``).
+
+    Parameters
+    ----------
+    u, v : array (..., nz, ny, nx)
+        Winds on the west / south faces [m s-1].
+    w : array (..., nz + 1, ny, nx)
+        Vertical wind on the z faces, both walls included [m s-1].
+    xp : module, default jax.numpy
+        Array namespace of the inputs (``numpy`` at the edges).
+
+    Returns
+    -------
+    (uc, vc, wc) : tuple of arrays (..., nz, ny, nx)
+        The winds at the cell centres [m s-1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> uc, vc, wc = centred_winds(np.ones((2, 3, 4)), np.ones((2, 3, 4)),
+    ...                            np.ones((3, 3, 4)), np)
+    >>> wc.shape
+    (2, 3, 4)
+    """
+    return (*centred_horizontal_winds(u, v, xp), interp_z_face_to_centre(w))
+
 
 def divergence(fx, fy, fz, dx, dy, dz):
     """Divergence at cell centres of a flux on the faces (fx west, fy south, fz bottom)."""

@@ -18,10 +18,17 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from xlex import constants, thermo
-from xlex import operators as op
-from xlex.grid import Grid
-from xlex.state import BaseState, State
+from xlex.core import constants, thermo
+from xlex.core import operators as op
+from xlex.core.grid import Grid
+from xlex.core.physics.scheme import PhysicsScheme, check_flag, check_number, parameter, scheme
+from xlex.core.state import BaseState, State
+
+#: Output fields of the eddy-viscosity schemes.
+EDDY_OUTPUTS = {
+    "km": (("zh", "yh", "xh"), {"units": "m2 s-1", "long_name": "subgrid eddy viscosity"}),
+    "kh": (("zh", "yh", "xh"), {"units": "m2 s-1", "long_name": "subgrid eddy diffusivity"}),
+}
 
 
 @jax.tree_util.register_dataclass
@@ -128,3 +135,51 @@ def dissipation(state: State, k: EddyDiffusivity, grid: Grid):
     """Subgrid kinetic-energy dissipation ``eps = K_m |S|^2`` at cell centres [m2 s-3]
     (non-negative by construction)."""
     return k.km * strain_rate_squared(state.u, state.v, state.w, grid)
+
+
+@scheme
+class Smagorinsky(PhysicsScheme):
+    """Smagorinsky-Lilly subgrid scheme (see the module docstring).
+
+    The eddy coefficients are computed once per step from the state at its
+    start and held over the Runge-Kutta stages, as in the paper; this makes
+    the model first order in time (docs/sgs.md). ``per_stage=True`` computes
+    them again at every stage: third order, at the cost of three more
+    evaluations per step.
+
+    Parameters
+    ----------
+    cs : float
+        Smagorinsky constant [1] (0.18), in [0, 1].
+    prandtl : float
+        Turbulent Prandtl number [1] (1/3, as LEX uses): K_h = K_m / prandtl.
+    stability : bool
+        Reduce K_m where the flow is stably stratified (the N^2 / prandtl term).
+    per_stage : bool
+        Re-evaluate the eddy coefficients at every Runge-Kutta stage (default
+        False: once per step, as the paper).
+    """
+
+    cs: float = parameter(0.18)
+    prandtl: float = parameter(1.0 / 3.0)
+    stability: bool = True
+    per_stage: bool = False
+
+    outputs = EDDY_OUTPUTS
+
+    def __post_init__(self):
+        check_number("Smagorinsky", "cs", self.cs, low=0.0, high=1.0)
+        check_number("Smagorinsky", "prandtl", self.prandtl, low=0.0, low_open=True)
+        check_flag("Smagorinsky", "stability", self.stability)
+        check_flag("Smagorinsky", "per_stage", self.per_stage)
+
+    def prepare(self, state, base, grid):
+        return smagorinsky_viscosity(state, grid, cs=self.cs, prandtl=self.prandtl,
+                                     stability=self.stability)
+
+    def tendency(self, state, prepared, base, grid):
+        return subgrid_tendency(state, prepared, base, grid)
+
+    def diagnose(self, state, base, grid):
+        k = self.prepare(state, base, grid)
+        return {"km": k.km, "kh": k.kh}

@@ -1,0 +1,332 @@
+"""Flux-form WENO advection on the C grid.
+
+Every prognostic q (scalars at centres, u, v, w on their faces) is advected in
+flux form with the pseudo-density mass flux F = rho0 thrho0 u, with the
+divergence correction
+
+    dq/dt = -(1/m) [ div(F q_face) - q div(F) ],
+
+so that a uniform q stays uniform exactly and sum(m q dV) is conserved up to the
+(solver-tolerance) divergence of F. Face values q_face are upwind-biased WENO
+reconstructions (Jiang & Shu 1996): fifth order along the periodic x and y axes,
+third or fifth order along z. Near the walls the vertical stencils shrink
+(WENO5 -> WENO3 -> centred second order) instead of reading outside the domain;
+the choice depends only on the distance to the nearer wall, so the scheme is
+mirror-symmetric in z.
+
+By default the WENO regularisation is relative to the field: the epsilon added
+to the smoothness indicators is ``eps`` times the square of the field's range
+(max - min over the array), so the weights do not depend on the field's units
+or offset (qv in kg/kg or g/kg, th or th') and a field of range 1 sees the
+same scheme as with the absolute epsilon of xlex 0.1, which stays available
+with ``eps_mode="absolute"`` (epsilon in the field's units squared; WENO is
+then effectively off for fields whose variations are small next to
+sqrt(eps), such as qv in kg/kg).
+
+qv is kept non-negative by the flux renormalisation of Skamarock (2006, MWR
+134, 2241): when a cell's outgoing qv fluxes over one forward-Euler stage of
+length ``positive_dt`` would remove more than it holds, all of them are scaled
+down by the same factor. Each face flux is scaled once, so the domain integral
+is conserved exactly as before.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from xlex.core import operators as op
+
+WENO_EPSILON = 1e-6
+"""Jiang-Shu regularisation of the smoothness indicators: relative to the
+square of the field's range (``eps_mode="relative"``, dimensionless) or in the
+field's units squared (``eps_mode="absolute"``)."""
+
+EPS_MODES = ("relative", "absolute")
+
+
+def _weights(d, b, eps):
+    """Unnormalised Jiang-Shu weights d_k / (eps + b_k)^2, or, with ``eps`` a pair
+    ``(eps, scale)`` (:func:`relative_epsilon`), d_k / (eps + b_k / scale)^2: the
+    same normalised weights as epsilon ``eps * scale``, with every intermediate of
+    the weights and of their derivatives bounded (no overflow for a uniform field)."""
+    if isinstance(eps, tuple):
+        eps, scale = eps
+        return [dk / (eps + bk / scale) ** 2 for dk, bk in zip(d, b)]
+    return [dk / (eps + bk) ** 2 for dk, bk in zip(d, b)]
+
+
+def relative_epsilon(q, eps):
+    """The regularisation ``eps * (max q - min q)^2`` as the pair ``(eps, scale)``
+    taken by the WENO schemes, ``scale`` being the squared range of ``q``.
+
+    The range is taken over the whole array (all batch dimensions included);
+    ``scale`` is at least the square root of the dtype's smallest normal number,
+    so a uniform field gets the optimal weights with finite derivatives (fields
+    whose range is below ~3e-10 in float32 therefore see a larger relative
+    epsilon). Scaling ``q`` by c scales the smoothness indicators and ``scale``
+    both by c^2, and an offset changes neither, so the WENO weights do not depend
+    on the field's units or offset.
+    """
+    spread = jnp.max(q) - jnp.min(q)
+    floor = jnp.sqrt(jnp.finfo(jnp.result_type(q)).tiny)
+    return eps, jnp.maximum(spread ** 2, floor)
+
+
+def weno5(qm2, qm1, q0, qp1, qp2, eps=WENO_EPSILON):
+    """Fifth-order WENO value at i + 1/2 from the left-biased stencil i-2 .. i+2
+    (Jiang-Shu weights, ``eps`` in the field's units squared)."""
+    b0 = 13.0 / 12.0 * (qm2 - 2 * qm1 + q0) ** 2 + 0.25 * (qm2 - 4 * qm1 + 3 * q0) ** 2
+    b1 = 13.0 / 12.0 * (qm1 - 2 * q0 + qp1) ** 2 + 0.25 * (qm1 - qp1) ** 2
+    b2 = 13.0 / 12.0 * (q0 - 2 * qp1 + qp2) ** 2 + 0.25 * (3 * q0 - 4 * qp1 + qp2) ** 2
+    a0, a1, a2 = _weights((0.1, 0.6, 0.3), (b0, b1, b2), eps)
+    p0 = (2 * qm2 - 7 * qm1 + 11 * q0) / 6.0
+    p1 = (-qm1 + 5 * q0 + 2 * qp1) / 6.0
+    p2 = (2 * q0 + 5 * qp1 - qp2) / 6.0
+    return (a0 * p0 + a1 * p1 + a2 * p2) / (a0 + a1 + a2)
+
+
+def upwind5(qm2, qm1, q0, qp1, qp2, eps=None):
+    """Linear fifth-order upwind value at i + 1/2 (the optimal weights of WENO5)."""
+    return (2 * qm2 - 13 * qm1 + 47 * q0 + 27 * qp1 - 3 * qp2) / 60.0
+
+
+def upwind3(qm1, q0, qp1, eps=None):
+    """Linear third-order upwind value at i + 1/2 (the optimal weights of WENO3)."""
+    return (-qm1 + 5 * q0 + 2 * qp1) / 6.0
+
+
+def weno3(qm1, q0, qp1, eps=WENO_EPSILON):
+    """Third-order WENO value at i + 1/2 from the left-biased stencil i-1 .. i+1
+    (Jiang-Shu weights, ``eps`` in the field's units squared)."""
+    b0 = (q0 - qm1) ** 2
+    b1 = (qp1 - q0) ** 2
+    a0, a1 = _weights((1.0 / 3.0, 2.0 / 3.0), (b0, b1), eps)
+    p0 = (-qm1 + 3 * q0) / 2.0
+    p1 = (q0 + qp1) / 2.0
+    return (a0 * p0 + a1 * p1) / (a0 + a1)
+
+
+def periodic_west_face_value(q, velocity, axis, eps=WENO_EPSILON, linear=False, *,
+                              relative=False):
+    """WENO5 (or, with ``linear``, linear fifth-order upwind) value of ``q`` on the
+    face between ``q[i-1]`` and ``q[i]`` along a periodic ``axis``, upwinded by the
+    sign of ``velocity`` on that face. With ``relative``, ``eps`` is a fraction
+    of the squared range of ``q`` (:func:`relative_epsilon`)."""
+    if relative:
+        eps = relative_epsilon(q, eps)
+    s = lambda k: jnp.roll(q, k, axis=axis)  # noqa: E731  s(k)[i] = q[i - k]
+    scheme = upwind5 if linear else weno5
+    from_west = scheme(s(3), s(2), s(1), q, s(-1), eps)
+    from_east = scheme(s(-2), s(-1), q, s(1), s(2), eps)
+    return jnp.where(velocity >= 0, from_west, from_east)
+
+
+def bounded_interior_face_value(q, velocity, order, eps=WENO_EPSILON, linear=False, *,
+                                relative=False):
+    """Upwind value of ``q`` on the n - 1 faces between ``q[k]`` and ``q[k+1]``
+    along z (axis -3), given ``velocity`` on those faces.
+
+    ``order`` is 5 or 3. A face with fewer than 3 (for WENO5) or 2 (for WENO3)
+    points on its nearer side falls back to the next lower scheme, the last
+    resort being the centred mean of its two neighbours. With ``linear`` the
+    linear upwind schemes of the same orders replace WENO. With ``relative``,
+    ``eps`` is a fraction of the squared range of ``q`` (:func:`relative_epsilon`).
+    """
+    if relative:
+        eps = relative_epsilon(q, eps)
+    s5, s3 = (upwind5, upwind3) if linear else (weno5, weno3)
+    n = q.shape[-3]
+    widths = [(0, 0)] * q.ndim
+    widths[q.ndim - 3] = (3, 3)
+    p = jnp.pad(q, widths, mode="edge")
+
+    def at(k):  # q[j + k] for the faces j + 1/2, j = 0 .. n - 2
+        return p[..., 3 + k:3 + k + n - 1, :, :]
+
+    centred = 0.5 * (at(0) + at(1))
+    w3 = jnp.where(velocity >= 0, s3(at(-1), at(0), at(1), eps),
+                   s3(at(2), at(1), at(0), eps))
+    face = jnp.arange(n - 1)
+    nearer = jnp.minimum(face + 1, n - 1 - face)[:, None, None]
+    value = jnp.where(nearer >= 2, w3, centred)
+    if order == 5:
+        w5 = jnp.where(velocity >= 0,
+                       s5(at(-2), at(-1), at(0), at(1), at(2), eps),
+                       s5(at(3), at(2), at(1), at(0), at(-1), eps))
+        value = jnp.where(nearer >= 3, w5, value)
+    return value
+
+
+def _face_fluxes(q, gx, gy, gz, order_z, eps, linear, relative):
+    """Fluxes g q_face of a centred field on the west, south (periodic, same
+    shape as q) and z faces (nz + 1, zero on the walls), mass flux [kg m-2 s-1]
+    times the field's units."""
+    flux_x = gx * periodic_west_face_value(q, gx, op.X, eps, linear, relative=relative)
+    flux_y = gy * periodic_west_face_value(q, gy, op.Y, eps, linear, relative=relative)
+    inner = gz[..., 1:-1, :, :]
+    flux_z = inner * bounded_interior_face_value(q, inner, order_z, eps, linear,
+                                                 relative=relative)
+    return flux_x, flux_y, op._pad_z(flux_z, 1, 1)  # no flux through the walls
+
+
+def _divergences(flux_x, flux_y, flux_z, dx, dy, dz):
+    """Divergence on the centres of fluxes on the west, south and z faces."""
+    nxt = lambda a, axis: jnp.roll(a, -1, axis=axis)  # noqa: E731
+    return ((nxt(flux_x, op.X) - flux_x) / dx, (nxt(flux_y, op.Y) - flux_y) / dy,
+            op.diff_z_face_to_centre(flux_z, dz))
+
+
+def renormalise_outflow(q, m, flux_x, flux_y, flux_z, div_g, dx, dy, dz, dt):
+    """Scale the fluxes of ``q`` so that no cell loses more than it holds in a
+    forward-Euler step of length ``dt`` (Skamarock 2006).
+
+    A cell's outgoing fluxes (the ones whose sign carries q out of it, through any
+    of its six faces) are all multiplied by r = min(1, content / outflow), with
+    content = m q (1 + dt min(div g, 0) / m), what is left of the cell after the
+    divergence correction term, and outflow = dt * (sum of outgoing fluxes / d).
+    Fluxes into a cell are untouched, so m q + dt * tendency >= 0 for q >= 0,
+    and each face flux is scaled by one factor only, so the scheme stays
+    conservative.
+
+    Parameters
+    ----------
+    q : array (nz, ny, nx)
+        Non-negative field on centres.
+    m : array broadcasting to q
+        Mass weight rho0 thrho0 of the centres [kg m-3].
+    flux_x, flux_y, flux_z : arrays
+        Fluxes of q on the west, south and z faces (see :func:`_face_fluxes`).
+    div_g : array (nz, ny, nx)
+        Divergence of the mass flux at the centres [kg m-3 s-1].
+    dx, dy, dz : float
+        Spacing [m].
+    dt : float
+        Length of the forward-Euler stage the positivity is meant for [s].
+
+    Returns
+    -------
+    tuple of arrays: the renormalised flux_x, flux_y, flux_z.
+    """
+    prv = lambda a, axis: jnp.roll(a, 1, axis=axis)  # noqa: E731
+    # outgoing: positive flux on the east / north / top face, negative on the west...
+    out = ((jnp.maximum(jnp.roll(flux_x, -1, axis=op.X), 0) - jnp.minimum(flux_x, 0)) / dx
+           + (jnp.maximum(jnp.roll(flux_y, -1, axis=op.Y), 0) - jnp.minimum(flux_y, 0)) / dy
+           + (jnp.maximum(flux_z[..., 1:, :, :], 0) - jnp.minimum(flux_z[..., :-1, :, :], 0))
+           / dz)
+    content = jnp.maximum(m * q + dt * jnp.minimum(div_g, 0) * q, 0)
+    outflow = dt * out
+    limited = outflow > content  # so outflow > 0 there
+    # the inner where keeps the derivative finite where the ratio is not used
+    ratio = jnp.where(limited, content / jnp.where(limited, outflow, 1.0), 1.0)
+    # each face takes the factor of the cell its flux leaves
+    flux_x = flux_x * jnp.where(flux_x >= 0, prv(ratio, op.X), ratio)
+    flux_y = flux_y * jnp.where(flux_y >= 0, prv(ratio, op.Y), ratio)
+    below = op._pad_z(ratio, 1, 0)  # cell under each z face (wall fluxes are 0)
+    above = op._pad_z(ratio, 0, 1)
+    flux_z = flux_z * jnp.where(flux_z >= 0, below, above)
+    return flux_x, flux_y, flux_z
+
+
+def advect_centred(q, gx, gy, gz, m, dx, dy, dz, order_z, eps, linear=False, *,
+                   relative=False, positive_dt=None):
+    """Advective tendency of a field on cell centres (also used for u and v,
+    whose control volumes have the same z layout), given mass fluxes on the west,
+    south and bottom faces of its control volumes and its own mass weight ``m``.
+    ``relative`` as in :func:`periodic_west_face_value`; with ``positive_dt`` [s] the fluxes are
+    renormalised by :func:`renormalise_outflow` for a stage of that length."""
+    fluxes = _face_fluxes(q, gx, gy, gz, order_z, eps, linear, relative)
+    div_g = sum(_divergences(gx, gy, gz, dx, dy, dz))
+    if positive_dt is not None:
+        fluxes = renormalise_outflow(q, m, *fluxes, div_g, dx, dy, dz, positive_dt)
+    div_flux = sum(_divergences(*fluxes, dx, dy, dz))
+    return -(div_flux - q * div_g) / m
+
+
+def advect_w(w, gx, gy, gz, mf, dx, dy, dz, order_z, eps, linear=False, *, relative=False):
+    """Advective tendency of w (nz + 1 levels) given mass fluxes on its control
+    volumes' faces: gx, gy on the nz + 1 levels, gz on the nz cell centres.
+    The wall levels get zero tendency; ``relative`` as in :func:`periodic_west_face_value`."""
+    flux_x = gx * periodic_west_face_value(w, gx, op.X, eps, linear, relative=relative)
+    flux_y = gy * periodic_west_face_value(w, gy, op.Y, eps, linear, relative=relative)
+    nxt = lambda a, axis: jnp.roll(a, -1, axis=axis)  # noqa: E731
+    fx = (nxt(flux_x, op.X) - flux_x) / dx
+    fy = (nxt(flux_y, op.Y) - flux_y) / dy
+    dgx = (nxt(gx, op.X) - gx) / dx
+    dgy = (nxt(gy, op.Y) - gy) / dy
+    flux = gz * bounded_interior_face_value(w, gz, order_z, eps, linear, relative=relative)
+    fz = op._pad_z((flux[..., 1:, :, :] - flux[..., :-1, :, :]) / dz, 1, 1)
+    dgz = op._pad_z((gz[..., 1:, :, :] - gz[..., :-1, :, :]) / dz, 1, 1)
+    tend = -((fx + fy + fz) - w * (dgx + dgy + dgz)) / op.column(mf)
+    return op.zero_walls(tend)
+
+
+def advection_tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, *, order_z=5,
+                         eps=WENO_EPSILON, linear_momentum=False, eps_mode="relative",
+                         positive_dt=None):
+    """Advective tendencies of (u, v, w, th, qv) with the flux F = rho0 thrho0 u.
+
+    Parameters
+    ----------
+    u, v, w, th, qv : arrays on the C grid (see :mod:`xlex.core.grid`).
+    mass, mass_faces : arrays (nz,), (nz + 1,)
+        rho0 thrho0 at centres and z faces [kg m-3].
+    dx, dy, dz : float
+        Spacing [m].
+    order_z : {3, 5}
+        Order of the vertical WENO scheme.
+    eps : float
+        WENO regularisation: dimensionless, a fraction of the square of each
+        field's range (max - min), with ``eps_mode="relative"``; in the field's
+        units squared with ``eps_mode="absolute"``.
+    linear_momentum : bool
+        Advect u, v, w with the linear upwind schemes of the same orders
+        (the optimal weights of WENO) instead of WENO.
+    eps_mode : {'relative', 'absolute'}
+        'relative' (default) makes WENO invariant to the units and offset of
+        each field; 'absolute' is the scheme of xlex 0.1, bit for bit (WENO
+        effectively off for fields whose variations are small next to
+        sqrt(eps), such as qv in kg/kg).
+    positive_dt : float, optional
+        Length [s] of the forward-Euler stage the tendency will be used for
+        (dt / 2 for the four-stage SSPRK3). When given, qv's fluxes are
+        renormalised (Skamarock 2006) so that qv + positive_dt * dqv/dt >= 0
+        wherever qv >= 0; the SSP combination of the stages then keeps qv
+        non-negative. None (default) applies no limiter.
+
+    Returns
+    -------
+    tuple of arrays: du/dt, dv/dt, dw/dt, dth/dt, dqv/dt (advection only).
+
+    Raises
+    ------
+    ValueError
+        If ``eps_mode`` is not one of :data:`EPS_MODES`.
+    """
+    if eps_mode not in EPS_MODES:
+        raise ValueError(f"eps_mode={eps_mode!r} must be one of {EPS_MODES}")
+    relative = eps_mode == "relative"
+    mc = op.column(mass)
+    fx = mc * u
+    fy = mc * v
+    fz = op.column(mass_faces) * w
+
+    # scalars: the flux lives on the scalar cells' own faces
+    th_t = advect_centred(th, fx, fy, fz, mc, dx, dy, dz, order_z, eps, relative=relative)
+    qv_t = advect_centred(qv, fx, fy, fz, mc, dx, dy, dz, order_z, eps, relative=relative,
+                          positive_dt=positive_dt)
+
+    kw = dict(relative=relative)
+    # u: control volume centred on the west face; its west face is cell centre i-1
+    u_t = advect_centred(
+        u, op.interp_x_centre_to_face(fx), op.interp_x_centre_to_face(fy),
+        op.interp_x_centre_to_face(fz), mc, dx, dy, dz, order_z, eps, linear_momentum, **kw)
+    # v: centred on the south face
+    v_t = advect_centred(
+        v, op.interp_y_centre_to_face(fx), op.interp_y_centre_to_face(fy),
+        op.interp_y_centre_to_face(fz), mc, dx, dy, dz, order_z, eps, linear_momentum, **kw)
+    # w: centred on the bottom face; vertical fluxes at cell centres
+    w_t = advect_w(
+        w, op.interp_z_centre_to_face(fx), op.interp_z_centre_to_face(fy),
+        op.interp_z_face_to_centre(fz), mass_faces, dx, dy, dz, order_z, eps,
+        linear_momentum, **kw)
+    return u_t, v_t, w_t, th_t, qv_t

@@ -1,0 +1,387 @@
+"""Integrates a contract Dataset: checks, converts, runs the compiled loop, converts back.
+
+This is the edge behind ``ds.lex.integrate``: the core never sees xarray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time as _time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from xlex.core.errors import BlowUpError, CFLError, XlexError
+from xlex.core.model import Physics, make_diagnostics, make_step, parameters
+from xlex.core.operators import centred_winds
+from xlex.core.physics.scheme import check_choice
+from xlex.core.state import BaseState, State
+from xlex.core.stepping import advance
+from xlex.io.convert import dataset_to_inputs, states_to_dataset
+from xlex.io.store import (
+    StoreError,
+    ZarrStore,
+    check_target,
+    complete_records,
+    is_zarr,
+    make_store,
+    open_store,
+)
+from xlex.options import (
+    LEGACY_OPTIONS,
+    SLOTS,
+    physics_attrs,
+    recorded_physics,
+    resolve_physics,
+)
+from xlex.timeparse import to_seconds, whole_multiple
+
+#: Floating-point precisions of a run.
+PRECISIONS = ("float32", "float64")
+#: The prognostic fields of a state.
+FIELDS = ("u", "v", "w", "th", "qv", "pi")
+
+#: Largest sum of directional Courant numbers ``dt (|u|/dx + |v|/dy + |w|/dz)`` for which
+#: SSPRK3(4) with fifth-order upwind advection is linearly stable (about 1.7 in 1-D),
+#: with a small margin.
+COURANT_LIMIT = 1.6
+
+
+def courant_number(u, v, w, grid, dt, xp=np):
+    """Largest ``dt (|u|/dx + |v|/dy + |w|/dz)`` over the domain, speeds at centres
+    (the mean of the speeds on the two faces of each cell)."""
+
+    uc, vc, wc = centred_winds(xp.abs(u), xp.abs(v), xp.abs(w), xp)
+    return dt * xp.max(uc / grid.dx + vc / grid.dy + wc / grid.dz)
+
+
+def _floor_significant(x, digits=3):
+    """``x`` rounded down to ``digits`` significant digits (a dt that is surely safe)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) - digits + 1)
+    return float(f"{math.floor(x / scale) * scale:.{digits}g}")
+
+
+#: What the written Dataset says of the equations and boundaries.
+MODEL_ATTRS = {
+    "boundary_conditions": "periodic in x and y; rigid free-slip walls at bottom and top",
+    "equations": "Durran (2008) pseudo-incompressible, moist (density potential temperature)",
+}
+
+
+def _run_attrs(ds_attrs, physics: Physics, precision, dt, duration, output_every) -> dict:
+    """The input's attributes (less the flat options of xlex 0.1, which the
+    physics attribute replaces), the physics and the run's settings."""
+    attrs = {k: v for k, v in ds_attrs.items()
+             if not (k.startswith("xlex_") and k[5:] in LEGACY_OPTIONS)}
+    attrs.update(physics_attrs(physics))
+    attrs.update(MODEL_ATTRS)
+    attrs.update({"xlex_dt": dt, "xlex_duration": duration, "xlex_output_every": output_every,
+                  "xlex_precision": precision,
+                  "coriolis_parameter": float(physics.rotation.f) if physics.rotation else 0.0})
+    return attrs
+
+
+def integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
+              precision="float32", progress=True, store=None, overwrite=False,
+              _append_at=None, **options) -> xr.Dataset:
+    """Integrate the state in ``ds`` forward in time. See
+    :meth:`xlex.accessor.LexAccessor.integrate`."""
+    if store is not None and _append_at is None:
+        store = check_target(store, overwrite)
+    duration_s = to_seconds(duration, "duration")
+    dt_s = to_seconds(dt, "dt")
+    every_s = to_seconds(output_every, "output_every")
+    n_outputs = whole_multiple(duration_s, every_s, "duration", "output_every")
+    steps_per_output = whole_multiple(every_s, dt_s, "output_every", "dt")
+    check_choice("integrate", "precision", precision, PRECISIONS)
+    slots = {k: options.pop(k) for k in SLOTS if k in options}
+    # physics=... replaces the record whole, so a bad record does not matter then
+    given = physics is not None or not isinstance(ds, xr.Dataset)
+    recorded = None if given else recorded_physics(ds.attrs)
+    physics = resolve_physics(recorded, physics=physics, shorthand=options, **slots)
+    inputs = dataset_to_inputs(ds)
+    physics.check(inputs.grid)
+    _check_courant(inputs, dt_s)
+    run = Run(inputs=inputs, physics=physics, dtype=np.dtype(precision), dt=dt_s,
+              every=every_s, n_outputs=n_outputs, steps_per_output=steps_per_output,
+              attrs=_run_attrs(ds.attrs, physics, precision, dt_s, duration_s, every_s))
+    if _append_at is None:
+        run.attrs["xlex_start_time"] = inputs.time
+    else:  # the store's planned duration now runs to the end of this extension
+        start = float(run.attrs.get("xlex_start_time", 0.0))
+        run.attrs["xlex_duration"] = inputs.time + duration_s - start
+    with jax.enable_x64(precision == "float64"):
+        return _run(run, progress, store, _append_at)
+
+
+def _check_courant(inputs, dt_s):
+    courant = courant_number(inputs.state["u"], inputs.state["v"], inputs.state["w"],
+                             inputs.grid, dt_s)
+    if courant > COURANT_LIMIT:
+        safe = _floor_significant(dt_s * COURANT_LIMIT / courant)
+        raise CFLError(
+            f"dt = {dt_s:g} s breaks the CFL limit for the initial state: the Courant number "
+            f"dt (|u|/dx + |v|/dy + |w|/dz) is {courant:.3g} > {COURANT_LIMIT}; use dt <= "
+            f"{safe!r} s (and mind that the flow may speed up)")
+
+
+@dataclasses.dataclass
+class Run:
+    """What one call of :func:`integrate` runs, checked."""
+
+    inputs: object
+    physics: Physics
+    dtype: np.dtype
+    dt: float
+    every: float
+    n_outputs: int
+    steps_per_output: int
+    attrs: dict
+
+    @property
+    def batch_shape(self):
+        return self.inputs.batch_shape
+
+    @property
+    def batched(self) -> bool:
+        return bool(self.inputs.batch_shape)
+
+
+#: Compiled output chunks and diagnostics, by configuration (see :func:`compiled_chunk`).
+_COMPILED: dict = {}
+
+
+def compiled_chunk(grid, physics: Physics, dt, steps, batched):
+    """The jitted ``chunk(state, base, params)`` that advances ``steps`` steps and
+    returns (state, mean and max pressure iterations, finite flags, Courant
+    number): one per (grid, structure of the physics, dt, steps, batching), kept
+    for the process so that a second run of a configuration compiles nothing."""
+    key = ("chunk", make_step, grid, jax.tree.structure(physics), dt, steps, batched)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    step = make_step(grid, physics, dt)
+
+    def chunk(state, base, params):
+        state, info = advance(lambda s: step(s, base, params), state, steps)
+        its = info["pressure_iterations"]
+        finite = jnp.stack([jnp.all(jnp.isfinite(getattr(state, n))) for n in FIELDS])
+        cfl = courant_number(state.u, state.v, state.w, grid, dt, jnp)
+        return state, jnp.mean(its.astype(state.th.dtype)), jnp.max(its), finite, cfl
+
+    if batched:
+        chunk = jax.vmap(chunk, in_axes=(0, None, None))
+    _COMPILED[key] = jax.jit(chunk)
+    return _COMPILED[key]
+
+
+def compiled_diagnostics(grid, physics: Physics, batched):
+    """The jitted ``diagnose(state, base, params)`` of the physics' output fields
+    (an empty dict when no scheme writes any), kept like :func:`compiled_chunk`."""
+    key = ("diagnostics", grid, jax.tree.structure(physics), batched)
+    if key not in _COMPILED:
+        diagnose = make_diagnostics(grid, physics)
+        if diagnose is None:
+            _COMPILED[key] = lambda state, base, params: {}
+        else:
+            if batched:
+                diagnose = jax.vmap(diagnose, in_axes=(0, None, None))
+            _COMPILED[key] = jax.jit(diagnose)
+    return _COMPILED[key]
+
+
+def _device_inputs(run: Run):
+    """(state, base) as arrays of the run's dtype, the batch dims flattened to one."""
+    inputs = run.inputs
+    lead = len(run.batch_shape)
+    flat = (int(np.prod(run.batch_shape)),) if run.batched else ()
+    state = State(**{k: jnp.asarray(inputs.state[k].reshape(flat + inputs.state[k].shape[lead:]),
+                                    run.dtype) for k in FIELDS})
+    base = BaseState(**{k: jnp.asarray(v, run.dtype) for k, v in inputs.base.items()})
+    return state, base
+
+
+class Records:
+    """The records of a run, as numpy arrays, and the Dataset they make."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.fields, self.iterations, self.times = [], [], []
+
+    def add(self, state, diagnostics, iterations, time):
+        shape = self.run.batch_shape
+        lead = 1 if self.run.batched else 0
+        arrays = {k: getattr(state, k) for k in FIELDS} | dict(diagnostics)
+        self.fields.append({k: np.asarray(a).reshape(shape + a.shape[lead:])
+                            for k, a in arrays.items()})
+        self.iterations.append(np.asarray(iterations).reshape(shape))
+        self.times.append(time)
+
+    def __len__(self):
+        return len(self.times)
+
+    def dataset(self, status, first=0) -> xr.Dataset:
+        inputs = self.run.inputs
+        fields = {k: np.stack([r[k] for r in self.fields[first:]]) for k in self.fields[0]}
+        lead = ("time",) + tuple(inputs.batch_dims)
+        extra = {"pressure_iterations": (lead, np.stack(self.iterations[first:]),
+                                         {"units": "1", "long_name": "mean pressure-solver "
+                                          "iterations per solve since the previous output"})}
+        for name, (dims, vattrs) in self.run.physics.outputs.items():
+            if name in fields:
+                extra[name] = (lead + dims, fields.pop(name), dict(vattrs))
+        return states_to_dataset(
+            fields, inputs.base, inputs.coords, np.asarray(self.times[first:]),
+            batch_dims=inputs.batch_dims, attrs={**self.run.attrs, "xlex_status": status},
+            extra=extra)
+
+
+def _run(run: Run, progress, store, append_at):
+    grid = run.inputs.grid
+    state, base = _device_inputs(run)
+    params = parameters(run.physics)
+    chunk = compiled_chunk(grid, run.physics, run.dt, run.steps_per_output, run.batched)
+    diagnose = compiled_diagnostics(grid, run.physics, run.batched)
+    records = Records(run)
+    records.add(state, diagnose(state, base, params), np.zeros(run.batch_shape),
+                run.inputs.time)
+    writer = None
+    if store is not None:
+        writer = make_store(store, start=append_at)
+        if append_at is None:
+            writer.create(records.dataset("running"))
+        else:  # the store tells the truth while this writer extends it
+            writer.set_attrs(xlex_status="running", xlex_duration=run.attrs["xlex_duration"])
+    bar = tqdm(total=run.n_outputs * run.steps_per_output, unit="step", disable=not progress,
+               desc=f"xlex {grid.describe()}", leave=True)
+    started = _time.perf_counter()
+    try:
+        for k in range(run.n_outputs):
+            new, mean_its, max_its, finite, cfl = chunk(state, base, params)
+            t_now = run.inputs.time + (k + 1) * run.every
+            _check_blow_up(run, records, writer, new, finite, cfl, t_now)
+            _warn_capped_solves(run, max_its, t_now)
+            state = new
+            records.add(state, diagnose(state, base, params), mean_its, t_now)
+            if writer is not None:
+                writer.append(records.dataset("running", first=len(records) - 1))
+            bar.update(run.steps_per_output)
+    except KeyboardInterrupt:
+        bar.close()
+        if writer is not None:
+            writer.set_status("interrupted")
+        warnings.warn(f"interrupted: returning the {len(records)} output(s) completed, up to "
+                      f"t = {records.times[-1]:g} s", RuntimeWarning, stacklevel=3)
+        return records.dataset("interrupted")
+    bar.close()
+    out = records.dataset("complete")
+    out.attrs["xlex_wall_seconds"] = round(_time.perf_counter() - started, 3)
+    if writer is not None:
+        writer.set_status("complete")
+    return out
+
+
+def _check_blow_up(run, records, writer, new, finite, cfl, t_now):
+    """Raise BlowUpError (with the records so far) on non-finite values or a
+    Courant number over the limit."""
+    finite = np.asarray(finite)
+    cfl_value = float(np.max(np.asarray(cfl)))
+    if finite.all() and cfl_value <= COURANT_LIMIT:
+        return
+    names = ("u", "v", "w", "th", "qv", "pipert")
+    ok = finite.reshape(-1, 6).all(0) if run.batched else finite
+    bad = [n for n, good in zip(names, ok, strict=True) if not good]
+    variable, where = _locate_blow_up(new, bad, run.inputs)
+    what = (f"non-finite values in {variable} near {where}" if bad else
+            f"Courant number {cfl_value:.3g} exceeds {COURANT_LIMIT} (largest in {variable} "
+            f"near {where})")
+    message = (f"the run blew up between t = {t_now - run.every:g} s and {t_now:g} s: {what}; "
+               f"reduce dt (now {run.dt:g} s). The {len(records)} output(s) before it are in "
+               "the error's .outputs")
+    if writer is not None:
+        writer.set_status("blew up")
+    raise BlowUpError(message, time=t_now, variable=variable, location=where,
+                      outputs=records.dataset("blew up"))
+
+
+def _warn_capped_solves(run, max_its, t_now):
+    cap = run.physics.pressure.resolved_max_iterations()
+    if int(np.max(np.asarray(max_its))) >= cap:
+        warnings.warn(f"the pressure solve hit max_iterations={cap} before t = {t_now:g} s; "
+                      "the divergence may be above tolerance", RuntimeWarning, stacklevel=4)
+
+
+def resume(path, duration=None, *, progress=True) -> xr.Dataset:
+    """Continue a run streamed to ``path`` from its last complete record.
+
+    The options (dt, output interval, solver, precision, schemes) are read from
+    the file; new records are appended to it. On CPU the records are bit for bit
+    those of an uninterrupted run.
+
+    Parameters
+    ----------
+    path : str or Path
+        A store written by ``integrate(..., store=path)``.
+    duration : float or str, optional
+        How much longer to run; default: what remains of the duration the run
+        was started with.
+
+    Returns
+    -------
+    xarray.Dataset
+        Every complete record in the store, the old and the new.
+    """
+    if not Path(path).exists():
+        raise StoreError(f"no store at {str(path)!r} to resume; check the path")
+    n = complete_records(path)
+    if is_zarr(path) and n:
+        ZarrStore(path, start=n).truncate()  # drop a half-written record's arrays
+    done = open_store(path, records=[n - 1] if n else [])
+    attrs = done.attrs
+    missing = [k for k in ("xlex_dt", "xlex_output_every", "xlex_duration") if k not in attrs]
+    if missing:
+        raise XlexError(f"{str(path)!r} was not written by xlex integrate(store=...): it lacks "
+                        f"the attributes {missing}")
+    if done.sizes.get("time", 0) == 0:
+        raise XlexError(f"{str(path)!r} holds no complete record to resume from")
+    t_last = float(done["time"].values[-1])
+    if duration is None:
+        t_start = float(attrs.get("xlex_start_time", 0.0))
+        remaining = t_start + float(attrs["xlex_duration"]) - t_last
+        if remaining <= 1e-9:
+            return open_store(path)
+        duration = remaining
+    integrate(done, duration, dt=float(attrs["xlex_dt"]),
+              output_every=float(attrs["xlex_output_every"]),
+              precision=str(attrs.get("xlex_precision", "float32")), progress=progress,
+              store=path, _append_at=n)
+    return open_store(path)
+
+
+def _locate_blow_up(state, bad, inputs):
+    """(variable, {dim: coordinate}) of the worst point of the first bad field."""
+    from xlex.io.cf import VARIABLE_DIMS
+    if bad:
+        name = bad[0]
+        arr = np.asarray(getattr(state, "pi" if name == "pipert" else name))
+        score = ~np.isfinite(arr)
+    else:
+        # the velocity component with the largest directional Courant number
+        grid = inputs.grid
+        parts = {n: np.abs(np.asarray(getattr(state, n))) / d
+                 for n, d in (("u", grid.dx), ("v", grid.dy), ("w", grid.dz))}
+        name = max(parts, key=lambda n: parts[n].max())
+        arr = np.asarray(getattr(state, name))
+        score = parts[name]
+    idx = np.unravel_index(np.argmax(score), arr.shape)
+    dims = VARIABLE_DIMS["pipert" if name == "pi" else name]
+    where = {d: float(inputs.coords[d][i]) for d, i in zip(dims, idx[-3:], strict=True)}
+    return name, where
+
+
+__all__ = ["integrate", "resume", "courant_number", "compiled_chunk", "COURANT_LIMIT"]
