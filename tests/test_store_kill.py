@@ -2,6 +2,7 @@
 I/O failures, overwrite of what is not ours. These drive the store API
 directly with a small Dataset (no JAX compile), so they are cheap."""
 
+import contextlib
 import errno
 import os
 import signal
@@ -270,11 +271,14 @@ def test_store_open_in_this_process_detected(tmp_path):
     st.check_not_open(path)
 
 
-def test_netcdf_that_reads_but_refuses_appends_is_rebuilt_on_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+def test_netcdf_that_reads_but_refuses_appends_is_rebuilt_on_resume(tmp_path, monkeypatch,
+                                                                     refused_at):
     """A kill inside an HDF5 write can leave a file whose records read but that
-    HDF5 will not open for writing ("NetCDF: HDF error"; seen once in 40 random
-    kills). The resuming writer copies the complete records into a fresh file and
-    goes on; a writer that cannot read the file either gets a StoreError."""
+    HDF5 will not open for writing, or will open but not extend ("NetCDF: HDF
+    error"; seen in about 1 of 40 random kills, both ways). The resuming writer
+    copies the complete records into a fresh file and goes on; a writer that
+    cannot read the file either gets a StoreError."""
     import netCDF4
     path = tmp_path / "run.nc"
     w = st.make_store(path)
@@ -287,15 +291,29 @@ def test_netcdf_that_reads_but_refuses_appends_is_rebuilt_on_resume(tmp_path, mo
 
     class RefuseFirstAppend(real):  # a class still: xarray checks isinstance
         def __new__(cls, filename, mode="r", *args, **kwargs):
-            if mode == "a" and not refusals:  # refused before any HDF5 object exists
+            if mode == "a" and not refusals and refused_at == "open":
                 refusals.append(filename)
                 raise OSError(-101, "NetCDF: HDF error", str(filename))
             return real(filename, mode, *args, **kwargs)  # a plain Dataset otherwise
+
+    real_append = st.NetCDFStore._append
+
+    def append_then_fail(self, nc, record):  # opens, extends time, then HDF5 fails
+        if refused_at == "write" and not refusals:
+            refusals.append(nc.filepath())
+            nc.variables["time"][self.next] = -1.0
+            raise RuntimeError("NetCDF: HDF error")
+        real_append(self, nc, record)
+    monkeypatch.setattr(st.NetCDFStore, "_append", append_then_fail)
     monkeypatch.setattr(netCDF4, "Dataset", RefuseFirstAppend)
     resumed = st.make_store(path, start=st.complete_records(path))
-    with pytest.warns(UserWarning, match=r"run\.nc.*damaged.*4 complete records"):
-        resumed.set_attrs(xlex_status="running")
-    for i in range(4, 6):
+    if refused_at == "open":
+        with pytest.warns(UserWarning, match=r"run\.nc.*damaged.*4 complete records"):
+            resumed.set_attrs(xlex_status="running")
+    with pytest.warns(UserWarning, match=r"run\.nc.*damaged") if refused_at == "write" \
+            else contextlib.nullcontext():
+        resumed.append(record(4).drop_vars("th0"))
+    for i in range(5, 6):
         resumed.append(record(i).drop_vars("th0"))
     resumed.set_status("complete")
     monkeypatch.undo()

@@ -107,6 +107,11 @@ def _check_overwritable(path: Path):
                                "not overwrite it. Move it away or choose another path")
 
 
+def _is_hdf_error(err) -> bool:
+    """Whether netCDF4 reported a failure inside HDF5 ("NetCDF: HDF error")."""
+    return getattr(err, "errno", None) == -101 or "HDF error" in str(err)
+
+
 def _io_error(path, err, doing: str) -> XlexError:
     """An XlexError naming the file, the cause and the fix, for an OSError or a
     netCDF/HDF RuntimeError raised while ``doing`` something with ``path``."""
@@ -115,13 +120,13 @@ def _io_error(path, err, doing: str) -> XlexError:
         cause = "the disk is full; free space (or write elsewhere) and resume"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(err, PermissionError):
         cause = "permission denied; write to a folder you may write to"
-    elif code == -101 or "HDF error" in str(err):
+    elif _is_hdf_error(err):
         cause = ("the file is corrupted or truncated, or still open elsewhere (close every "
                  "Dataset opened on it, e.g. ds.close())")
     else:
         cause = str(err)
     error = StoreError(f"{doing} {str(path)!r} failed: {cause} ({type(err).__name__}: {err})")
-    error.hdf = code == -101 or "HDF error" in str(err)  # may pass: a write was under way
+    error.hdf = _is_hdf_error(err)  # may pass: a write was under way
     return error
 
 
@@ -208,37 +213,39 @@ class NetCDFStore:
         except (OSError, RuntimeError) as err:
             tmp.unlink(missing_ok=True)  # never leave a .part behind
             raise _io_error(self.path, err, "writing") from None
+        self._written = True
 
     def __init__(self, path: Path, start=None):
         self.path = Path(path)
         self.next = start
-        self._opened = False
+        self._written = False  # no write by this writer has succeeded yet
 
     def append(self, record: xr.Dataset):
         """Write the records of ``record`` (time-dependent variables only) after the
         last complete one, then mark them complete and flush."""
         try:
-            self._append(record)
+            self._write(lambda nc: self._append(nc, record))
         except (OSError, RuntimeError) as err:
             raise _io_error(self.path, err, "appending a record to") from None
 
-    def _open(self):
-        """The file opened for appending. A writer killed inside an HDF5 write can
-        leave a file whose records read but that HDF5 refuses to extend: the first
-        time this writer opens it, such a file is rebuilt from its complete
-        records (written beside it, then renamed over it) so the run continues."""
+    def _write(self, write):
+        """Run ``write(nc)`` on the file opened for appending. A writer killed
+        inside an HDF5 write can leave a file whose records read but that HDF5
+        refuses to open or to extend ("NetCDF: HDF error"). If this writer's first
+        write to a file it did not create fails so, the file is rebuilt from its
+        complete records (written beside it, then renamed over it) and the write
+        tried once more, so the run continues."""
         netcdf4 = _netcdf4()
-        if self._opened:
-            return netcdf4.Dataset(self.path, "a")
         try:
-            nc = netcdf4.Dataset(self.path, "a")
+            with netcdf4.Dataset(self.path, "a") as nc:
+                write(nc)
         except (OSError, RuntimeError) as err:
-            if getattr(err, "errno", None) != -101 and "HDF error" not in str(err):
+            if self._written or not _is_hdf_error(err):
                 raise
             self._rebuild(err)
-            nc = netcdf4.Dataset(self.path, "a")
-        self._opened = True
-        return nc
+            with netcdf4.Dataset(self.path, "a") as nc:
+                write(nc)
+        self._written = True
 
     def _rebuild(self, err):
         try:
@@ -248,23 +255,21 @@ class NetCDFStore:
         n = records.sizes["time"]
         warnings.warn(f"{str(self.path)!r} was left damaged by a writer that was stopped while "
                       f"writing it ({err}); its {n} complete records were copied into a fresh "
-                      "file, which the run continues", stacklevel=4)
+                      "file, which the run continues", stacklevel=5)
         self.create(records)
         self.next = n if self.next is None else min(self.next, n)
 
-    def _append(self, record):
-        with self._open() as nc:
-            n = len(nc.dimensions["time"]) if self.next is None else self.next
-            k = record.sizes["time"]
-            nc.variables["time"][n:n + k] = record["time"].values
-            for name, da in record.data_vars.items():
-                if "time" not in da.dims or name not in nc.variables:
-                    continue
-                var = nc.variables[name]
-                values = da.transpose(*var.dimensions).values
-                var[n:n + k] = values
-            nc.variables[COMPLETE][n:n + k] = np.ones(k, np.int8)
-            nc.sync()
+    def _append(self, nc, record):
+        n = len(nc.dimensions["time"]) if self.next is None else self.next
+        k = record.sizes["time"]
+        nc.variables["time"][n:n + k] = record["time"].values
+        for name, da in record.data_vars.items():
+            if "time" not in da.dims or name not in nc.variables:
+                continue
+            var = nc.variables[name]
+            var[n:n + k] = da.transpose(*var.dimensions).values
+        nc.variables[COMPLETE][n:n + k] = np.ones(k, np.int8)
+        nc.sync()
         self.next = n + k
 
     def set_status(self, status: str):
@@ -273,10 +278,11 @@ class NetCDFStore:
 
     def set_attrs(self, **attrs):
         """Update global attributes (e.g. ``xlex_status``, ``xlex_duration``)."""
+        def write(nc):
+            for key, value in attrs.items():
+                nc.setncattr(key, value)
         try:
-            with self._open() as nc:
-                for key, value in attrs.items():
-                    nc.setncattr(key, value)
+            self._write(write)
         except (OSError, RuntimeError) as err:
             raise _io_error(self.path, err, "updating the attributes of") from None
 
