@@ -5,6 +5,12 @@ Importing xlex registers the ``ds.lex`` Dataset accessor.
 
 __version__ = "0.1.0"
 
+# Before anything compiles: a persistent compilation cache in the user's cache
+# directory (XLEX_COMPILATION_CACHE=0 turns it off), so a second process running
+# the same configuration loads its programs instead of compiling them again.
+from xlex import compilation_cache
+compilation_cache.enable_from_environment()
+
 from xlex import accessor as _accessor  # noqa: F401  (registers ds.lex)
 from xlex import cases, datasets
 from xlex.core.dynamics.numerics import Advection, PressureSolver
@@ -36,7 +42,7 @@ def __getattr__(name):
         return importlib.import_module("xlex.ml")
     raise AttributeError(f"module 'xlex' has no attribute {name!r}")
 
-__all__ = ["cases", "datasets", "open_cm1", "resume", "Physics", "Advection", "PressureSolver",
+__all__ = ["cases", "compilation_cache", "datasets", "open_cm1", "resume", "Physics", "Advection", "PressureSolver",
            "Smagorinsky", "DynamicSmagorinsky", "BulkSurface", "FPlane", "Sponge", "ConstantViscosity", "parameters",
            "make_step", "Grid", "XlexError",
            "DatasetError", "OptionError", "OptionTypeError", "GridMismatchError", "CFLError",
