@@ -111,6 +111,10 @@ def warm_bubble(*, theta_c=5.0, dx=400.0, dy=None, dz=None, x_length=24000.0,
     bubble th' = theta_c cos^2(pi L / 2) for L <= 1, with
     L^2 = ((x - xc)/xr)^2 + ((y - yc)/yr)^2 + ((z - zc)/zr)^2.
 
+    Ensembles: ``xlex.cases.warm_bubble`` takes a list for ``theta_c``, the
+    centre or the radii and returns one member per entry along a ``member``
+    dim, e.g. ``warm_bubble(theta_c=[1.0, 3.0, 5.0])`` (see :mod:`xlex.cases`).
+
     Parameters
     ----------
     theta_c : float
@@ -235,6 +239,11 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
     >>> out = ds0.lex.integrate("1h", dt=10.0, output_every="10min")
 
     runs the heated boundary layer with bulk surface fluxes and Smagorinsky.
+
+    Ensembles: ``xlex.cases.convective_boundary_layer`` takes a list for ``u``,
+    ``v``, ``perturbation``, ``perturbation_depth`` or ``seed`` and returns one
+    member per entry along a ``member`` dim, e.g. ``seed=[0, 1, 2]`` (see
+    :mod:`xlex.cases`).
 
     Parameters
     ----------
@@ -378,6 +387,10 @@ def density_current(*, dx=100.0, dz=None, x_length=51200.0, z_length=6400.0, ny=
     attribute: :class:`xlex.ConstantViscosity` with ``nu = viscosity`` and
     ``kappa = diffusivity`` (Straka et al.: 75 m2 s-1 for both), no surface
     fluxes (free-slip, insulated ground), no rotation.
+
+    Ensembles: ``xlex.cases.density_current`` takes a list for
+    ``temperature_perturbation``, the centre or the radii and returns one member
+    per entry along a ``member`` dim (see :mod:`xlex.cases`).
 
     Parameters
     ----------
