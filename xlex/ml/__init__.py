@@ -1,5 +1,6 @@
 """Neural subgrid models (paper section 2.2): the network, its normalisation,
-the hybrid scheme, and training data.
+the hybrid scheme, training data, online training through the solver and
+calibration of any scheme.
 
 ``make_training_data`` needs only xarray; the network and the scheme need
 flax (``pip install "xlex[ml]"``) and are imported when first used.
@@ -14,6 +15,12 @@ _LAZY = {
     "Normalisation": "xlex.ml.normalisation",
     "normalisation_from_data": "xlex.ml.normalisation",
     "normalisation_from_states": "xlex.ml.normalisation",
+    "train_online": "xlex.ml.training",
+    "calibrate": "xlex.ml.training",
+    "TrainingDivergedError": "xlex.ml.training",
+    "LossScales": "xlex.ml.losses",
+    "loss_scales": "xlex.ml.losses",
+    "rollout_loss": "xlex.ml.losses",
 }
 
 
