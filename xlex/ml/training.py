@@ -210,6 +210,7 @@ class _Problem:
     select: callable  # path of a leaf of parameters(physics) -> bool
     bounds: tuple | None
     label: str
+    names: tuple = ()  # names of the moving leaves, recorded per step (calibration)
 
 
 def _split(params, select):
@@ -363,9 +364,9 @@ def _restore(manager, moving, opt_state, settings, directory):
 # --------------------------------------------------------------------------- history
 
 
-def _empty_history():
+def _empty_history(names=()):
     return {"iteration": {"epoch": [], "learning_rate": [], **{t: [] for t in TERMS},
-                          "total": []},
+                          "total": [], **{n: [] for n in names}},
             "epoch": {"lookahead": [], "train_loss": [], "test_loss": [], "wall_time": []}}
 
 
@@ -379,7 +380,9 @@ def history_dataset(history, label) -> xr.Dataset:
              "learning_rate": "Adam learning rate", "lookahead": "look-ahead steps",
              "train_loss": "mean total loss of the epoch's batches",
              "test_loss": "total loss on the test windows after the epoch",
-             "wall_time": "wall-clock time of the epoch"}
+             "wall_time": "wall-clock time of the epoch",
+             **{n: f"calibrated {n} after the step" for n in it if n not in TERMS
+                and n not in ("epoch", "learning_rate", "total")}}
     data = {k: (("iteration",), np.asarray(v, np.int64 if k == "epoch" else np.float64),
                 {"long_name": names.get(k, "epoch of the step"), "units": units.get(k, "1")})
             for k, v in it.items() if k != "epoch"}
@@ -411,7 +414,7 @@ def _fit(problem: _Problem, train, test, schedule: Schedule, *, directory, check
         plan = schedule.epoch_lookahead
         engine = _Engine(problem, windows, schedule, per_epoch * len(plan))
         moving, opt_state = engine.moving, engine.optimiser.init(engine.moving)
-        history, first = _empty_history(), 0
+        history, first = _empty_history(problem.names), 0
         settings = {**dataclasses.asdict(schedule), "windows": windows.count,
                     "label": problem.label}
         settings = json.loads(json.dumps(settings))  # lists, as JSON gives them back
@@ -470,6 +473,8 @@ def _epoch(engine, moving, opt_state, windows, tests, schedule, epoch, steps, hi
         it["epoch"].append(epoch)
         for k, v in terms.items():
             it[k].append(v)
+        for name, value in zip(engine.problem.names, moving, strict=False):
+            it[name].append(float(value))
         losses.append(terms["total"])
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, lookahead=steps, loss=f"{terms['total']:.4g}")
@@ -656,7 +661,8 @@ def calibrate(scheme, train, *, parameters=("cs",), bounds=None, test=None, look
     scheme
         The scheme with the fitted values (a new object, validated).
     history : xarray.Dataset
-        As in :func:`train_online`.
+        As in :func:`train_online`, plus each calibrated parameter after every
+        optimiser step (dim ``iteration``).
     """
     slot = _slot_of(scheme)
     if isinstance(parameters, str) or not isinstance(parameters, Sequence) or not parameters:
@@ -677,7 +683,8 @@ def calibrate(scheme, train, *, parameters=("cs",), bounds=None, test=None, look
     problem = _Problem(physics=_in_physics(physics, slot, scheme),
                        select=lambda path: (len(path) == 2 and _path_names(path)[0] == slot
                                             and _path_names(path)[1] in names),
-                       bounds=tuple(limits[names.index(n)] for n in order), label=f"{type(scheme).__name__}({', '.join(names)})")
+                       bounds=tuple(limits[names.index(n)] for n in order), names=tuple(order),
+                       label=f"{type(scheme).__name__}({', '.join(names)})")
     params, history = _fit(problem, train, test, schedule, directory=directory,
                            checkpoint_every=checkpoint_every, progress=progress)
     fitted = getattr(params, slot)
