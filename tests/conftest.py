@@ -17,7 +17,13 @@ CM1_BASE = CM1_DIR / "cm1_bubble_dT5K_dx400m_initial_basestate.nc"
 
 @pytest.fixture(scope="session")
 def cm1_dir():
-    """Folder of the shared CM1 reference output; skips where it is not beside the repo."""
+    """Folder of the shared CM1 reference output; skips where it is not beside the repo.
+
+    Only tests that need more than the packaged extract use it (the full run's 21
+    records); the reason says where the data live, since a new clone lacks them.
+    """
     if not CM1_MAIN.exists():
-        pytest.skip(f"CM1 reference data not found at {CM1_DIR} (set XLEX_CM1_DATA)")
+        pytest.skip(f"needs the full CM1 run ({CM1_MAIN.name}, 23 MB), not found in "
+                    f"{CM1_DIR}: it lives in shared/data/cm1 beside the repository; copy "
+                    "that folder there or set XLEX_CM1_DATA to it (docs/contributing.md)")
     return CM1_DIR

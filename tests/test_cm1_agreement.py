@@ -5,7 +5,9 @@ cells, dt = 12 s, no SGS model, float64) for 10 minutes with one output a
 minute, and is compared with real CM1 output of the same case:
 
 * ``full``: the shared CM1 run (21 records, 0 to 1200 s) read with
-  ``xlex.open_cm1`` (skipped where the shared data are absent);
+  ``xlex.open_cm1`` (skipped where the shared data are absent: the extract
+  lacks 7 of the 11 records to 10 min; docs/contributing.md says where the
+  data live);
 * ``extract``: the packaged extract ``xlex.datasets.cm1_warm_bubble()``
   (t = 0, 60, 300, 600, 900, 1200 s), always available, so CI checks the
   agreement even without the shared data.

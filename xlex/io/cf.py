@@ -16,23 +16,33 @@ SPATIAL_DIMS: tuple[str, ...] = ("zh", "zf", "yh", "yf", "xh", "xf")
 AXIS_OF: dict[str, str] = {d: d[0] for d in SPATIAL_DIMS}
 
 #: Attributes of the coordinates. Face coordinates carry
-#: ``c_grid_axis_shift = -0.5`` so that xgcm reads the staggering unaided.
+#: ``c_grid_axis_shift = -0.5`` so that xgcm reads the staggering unaided, and
+#: the standard name of their axis like the centres (without one, CF checkers
+#: take an ``axis = "Y"`` coordinate for a latitude with wrong units).
 COORDINATE_ATTRS: dict[str, dict] = {
+    # Elapsed model time, as CM1 writes it: "seconds" with no reference date, so
+    # that xr.open_dataset gives float seconds for xlex and CM1 files alike ("since"
+    # would decode to datetime64); a CF deviation, see docs/contract.md.
     "time": {"units": "seconds", "long_name": "time since beginning of simulation",
              "standard_name": "time", "axis": "T"},
     "xh": {"units": "m", "long_name": "x of cell centres", "axis": "X",
            "standard_name": "projection_x_coordinate"},
     "xf": {"units": "m", "long_name": "x of west cell faces", "axis": "X",
-           "c_grid_axis_shift": -0.5},
+           "standard_name": "projection_x_coordinate", "c_grid_axis_shift": -0.5},
     "yh": {"units": "m", "long_name": "y of cell centres", "axis": "Y",
            "standard_name": "projection_y_coordinate"},
     "yf": {"units": "m", "long_name": "y of south cell faces", "axis": "Y",
-           "c_grid_axis_shift": -0.5},
+           "standard_name": "projection_y_coordinate", "c_grid_axis_shift": -0.5},
     "zh": {"units": "m", "long_name": "height of cell centres", "axis": "Z",
            "positive": "up", "standard_name": "height"},
     "zf": {"units": "m", "long_name": "height of cell bottom faces", "axis": "Z",
-           "positive": "up", "c_grid_axis_shift": -0.5},
+           "positive": "up", "standard_name": "height", "c_grid_axis_shift": -0.5},
 }
+
+# CF 1.11 (section 3.1.2) asks temperatures to say whether they are on the
+# scale or differences, since K and degC convert differently for each.
+ON_SCALE = {"units_metadata": "temperature: on_scale"}
+DIFFERENCE = {"units_metadata": "temperature: difference"}
 
 #: Attributes of the data variables of the contract.
 VARIABLE_ATTRS: dict[str, dict] = {
@@ -41,14 +51,15 @@ VARIABLE_ATTRS: dict[str, dict] = {
     "w": {"units": "m s-1", "long_name": "vertical velocity on z faces",
           "standard_name": "upward_air_velocity"},
     "th": {"units": "K", "long_name": "potential temperature",
-           "standard_name": "air_potential_temperature"},
+           "standard_name": "air_potential_temperature", **ON_SCALE},
     "qv": {"units": "kg kg-1", "long_name": "water vapour mixing ratio",
            "standard_name": "humidity_mixing_ratio"},
     "pipert": {"units": "1", "long_name": "Exner function perturbation pi'"},
-    "thpert": {"units": "K", "long_name": "potential temperature perturbation th - th0"},
+    "thpert": {"units": "K", "long_name": "potential temperature perturbation th - th0",
+               **DIFFERENCE},
     "qvpert": {"units": "kg kg-1", "long_name": "water vapour mixing ratio perturbation qv - qv0"},
-    "thrho": {"units": "K", "long_name": "density potential temperature"},
-    "th0": {"units": "K", "long_name": "base-state potential temperature"},
+    "thrho": {"units": "K", "long_name": "density potential temperature", **ON_SCALE},
+    "th0": {"units": "K", "long_name": "base-state potential temperature", **ON_SCALE},
     "qv0": {"units": "kg kg-1", "long_name": "base-state water vapour mixing ratio"},
     "pi0": {"units": "1", "long_name": "base-state Exner function",
             "standard_name": "dimensionless_exner_function"},
@@ -105,13 +116,16 @@ def annotate(ds):
     """Return a copy of ``ds`` with the contract's CF attributes on every known name.
 
     Attributes already present are kept unless the table sets them; the input
-    is never modified.
+    is never modified. Coordinates are marked to be written without a
+    ``_FillValue`` (xarray adds NaN to floats otherwise), which CF forbids on
+    coordinate variables.
     """
     out = ds.copy(deep=False)
     for name, attrs in COORDINATE_ATTRS.items():
         if name in out.coords:
             out[name] = out[name].copy(deep=False)
             out[name].attrs = {**out[name].attrs, **attrs}
+            out[name].encoding = {**out[name].encoding, "_FillValue": None}
     for name, attrs in VARIABLE_ATTRS.items():
         if name in out.data_vars:
             out[name] = out[name].copy(deep=False)

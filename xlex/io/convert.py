@@ -351,6 +351,15 @@ def coordinates(grid: Grid, origin=(0.0, 0.0)) -> dict:
             "xh": x0 + grid.centres("x"), "xf": x0 + grid.faces("x")}
 
 
+def _in_precision(values, dims, dtype):
+    """Floating ``values`` along ``time`` (e.g. pressure iterations, eddy
+    viscosities) in the fields' ``dtype``; anything else as it is."""
+    values = np.asarray(values)
+    if "time" in dims and np.issubdtype(values.dtype, np.floating):
+        return values.astype(dtype, copy=False)
+    return values
+
+
 def states_to_dataset(fields: dict, base: dict, coords: dict, times, *, batch_dims=(),
                       attrs=None, extra=None) -> xr.Dataset:
     """Build a contract Dataset from stacked snapshots.
@@ -380,15 +389,19 @@ def states_to_dataset(fields: dict, base: dict, coords: dict, times, *, batch_di
         data[name] = (lead + VARIABLE_DIMS[name], np.asarray(fields[name]))
     th = np.asarray(fields["th"])
     qv = np.asarray(fields["qv"])
+    # Fields in time are stored in the run's precision (the float64 base state
+    # would promote th - th0 to double); profiles on zh keep theirs.
+    dtype = th.dtype
     data["pipert"] = (lead + VARIABLE_DIMS["pipert"], np.asarray(fields["pi"]))
-    data["thpert"] = (lead + VARIABLE_DIMS["thpert"], th - th0[col])
-    data["qvpert"] = (lead + VARIABLE_DIMS["qvpert"], qv - qv0[col])
-    data["thrho"] = (lead + VARIABLE_DIMS["thrho"], thermo.density_potential_temperature(th, qv))
+    data["thpert"] = (lead + VARIABLE_DIMS["thpert"], (th - th0[col]).astype(dtype))
+    data["qvpert"] = (lead + VARIABLE_DIMS["qvpert"], (qv - qv0[col]).astype(dtype))
+    data["thrho"] = (lead + VARIABLE_DIMS["thrho"],
+                     np.asarray(thermo.density_potential_temperature(th, qv), dtype=dtype))
     rho0 = thermo.base_density(th0, qv0, pi0)
     for name, values in (("th0", th0), ("qv0", qv0), ("pi0", pi0), ("rho0", rho0)):
         data[name] = (("zh",), values)
     for name, (dims, values, vattrs) in (extra or {}).items():
-        data[name] = (dims, values, vattrs)
+        data[name] = (dims, _in_precision(values, dims, dtype), vattrs)
     all_coords = {"time": np.asarray(times, dtype=np.float64)}
     all_coords.update({k: v for k, v in coords.items()})
     ds = xr.Dataset(data, coords=all_coords, attrs=dict(attrs or {}))
