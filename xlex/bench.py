@@ -272,8 +272,10 @@ def _time_step(case: Case, *, precision, steps, spinup, shared):
                       spinup=spinup, sgs=case.sgs, shared=shared)
 
 
-#: kind -> function(case, *, precision, steps, spinup, shared) -> record (a dict);
-#: ``shared`` is a dict the cases of one run share (e.g. spun-up states).
+#: The timing function of each kind of case, called as ``fn(case,
+#: precision=..., steps=..., spinup=..., shared=...)``; it returns the case's
+#: record (a dict). ``shared`` is one dict for all the cases of a run (e.g.
+#: spun-up states).
 KINDS = {"step": _time_step}
 
 
