@@ -3,7 +3,9 @@
 import contextlib
 import io
 import json
+import re
 import shutil
+import signal
 import warnings
 
 import pytest
@@ -61,6 +63,22 @@ def test_run_writes_netcdf_and_png(runs):
         assert ds["th"].attrs["standard_name"] == "air_potential_temperature"
     assert runs["first_png"][0].startswith(PNG)
     assert not list(runs["folder"].glob("*.part*"))
+
+
+def test_run_and_resume_report_their_wall_time(runs, tmp_path):
+    # a resumed run's Dataset is read back from the file: the wall time was "None s"
+    code, out, err = runs["first"]
+    assert re.search(r"wall \d+\.\d s\)", out), out
+    nc = tmp_path / "r.nc"
+    shutil.copy(runs["folder"] / "coarse.nc", nc)
+    code, out, err = run_main(["run", "--resume", str(nc), "--duration", "1min",
+                               "--no-progress"])
+    assert code == 0, err
+    assert "wall None" not in out and re.search(r"4 outputs .* wall \d+\.\d s\)", out), out
+
+
+def test_main_leaves_the_sigint_handler_as_it_found_it(runs):
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_run_refuses_to_overwrite(runs):

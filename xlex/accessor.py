@@ -23,10 +23,12 @@ class LexAccessor:
 
         The last record along ``time`` (or the Dataset itself if it has no
         time axis) is the initial state; extra leading dims (e.g. ``member``)
-        are integrated at once as an ensemble. The time loop is one compiled
-        ``lax.scan`` per output interval, compiled once per configuration (grid,
-        choice of schemes, dt, output interval) and process: a second run of the
-        same configuration, even with other parameter values, compiles nothing.
+        are integrated at once as an ensemble. The time loop is a compiled
+        ``lax.scan`` per output interval (on a CPU, split into chunks of a few
+        seconds so that the progress bar moves; the records are the same bit
+        for bit), compiled once per configuration (grid, choice of schemes, dt,
+        output interval) and process: a second run of the same configuration,
+        even with other parameter values, compiles nothing.
 
         Parameters
         ----------

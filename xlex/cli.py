@@ -2,7 +2,9 @@
 
 Every error a user can cause ends the same way: one line
 ``xlex <command>: error: ...`` on stderr and exit status 2, never a traceback
-(set ``XLEX_TRACEBACK=1`` to see one when reporting a bug).
+(set ``XLEX_TRACEBACK=1`` to see one when reporting a bug). Ctrl-C ends with one
+line ``xlex <command>: interrupted; ...`` saying what was saved, and exit status
+130 (see :mod:`xlex.interrupt`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
+from xlex import interrupt
 from xlex.core.dynamics.pressure import SOLVERS
 from xlex.core.errors import XlexError
 
@@ -131,7 +135,32 @@ def cmd_datasets(args):
     return 0
 
 
+def _saved_in(path: Path):
+    """The Ctrl-C saver of ``xlex run`` outside the time loop (the runner's own
+    saver covers the loop): what ``path`` holds, read from the file."""
+    def describe():
+        from xlex.io.store import complete_records, open_store
+        if not path.exists():
+            return "nothing was written"
+        n = complete_records(path)
+        ds = open_store(path, load=False)
+        try:
+            status = ds.attrs.get("xlex_status")
+            upto = f", the last at t = {float(ds['time'].values[-1]):g} s" if n else ""
+        finally:
+            ds.close()
+        hint = "" if status == "complete" else f"; continue with: xlex run --resume {path}"
+        return f"{path} holds {n} complete record(s){upto} (status {status!r}){hint}"
+    return describe
+
+
 def cmd_run(args):
+    out_path = Path(args.resume or args.output)
+    with interrupt.saving(_saved_in(out_path)):
+        return _run_case(args)
+
+
+def _run_case(args):
     import matplotlib
     matplotlib.use("Agg")
     import xlex
@@ -146,6 +175,7 @@ def cmd_run(args):
                                     "continues files that `xlex run -o FILE` wrote")
         png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
         _refuse_existing(png_path, args.overwrite, "--png")
+        started = time.perf_counter()
         out = xlex.resume(out_path, args.duration, progress=not args.no_progress)
     else:
         out_path = Path(args.output)
@@ -154,19 +184,25 @@ def cmd_run(args):
         _refuse_existing(png_path, args.overwrite)
         ds0 = xlex.cases.warm_bubble(theta_c=args.theta_c, dx=args.dx, dz=args.dz)
         dt = float(args.dt) if args.dt.replace(".", "", 1).isdigit() else args.dt
+        started = time.perf_counter()
         # streamed record by record: a killed run keeps its outputs (xlex run --resume)
         out = ds0.lex.integrate(args.duration or "20min", dt=dt, output_every=args.output_every,
                                 solver=args.solver, precision=args.precision,
                                 progress=not args.no_progress, store=out_path,
                                 overwrite=args.overwrite)
+    # the command's own clock: a resumed run's Dataset is read back from the file,
+    # which keeps no wall time ("wall None s")
+    wall = time.perf_counter() - started
+    if out.attrs.get("xlex_status") == "interrupted":  # a KeyboardInterrupt the handler missed
+        print(f"xlex run: interrupted; {_saved_in(out_path)()}", file=sys.stderr)
+        return interrupt.EXIT_STATUS
     fig = plot.plot_section(out, "thpert", y=out.attrs.get("case_y_centre"))
     tmp = png_path.with_name(png_path.name + ".part.png")
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, png_path)
     w = out["w"].max(("zf", "yh", "xh"))
     print(f"wrote {out_path} ({out.sizes['time']} outputs to t = {float(out.time[-1]):g} s, "
-          f"max w at the end {float(w[-1]):.2f} m/s, wall {out.attrs.get('xlex_wall_seconds')} s)"
-          f" and {png_path}")
+          f"max w at the end {float(w[-1]):.2f} m/s, wall {wall:.1f} s) and {png_path}")
     return 0
 
 
@@ -238,6 +274,16 @@ def cmd_bench(args):
 
 
 def main(argv=None):
+    # before anything slow: Ctrl-C from here on exits 130 with one line (the
+    # console script installs it earlier still, from xlex/__init__.py)
+    previous = interrupt.install()
+    try:
+        return _main(argv)
+    finally:
+        interrupt.uninstall(previous)  # main() called in-process leaves no handler
+
+
+def _main(argv):
     from xlex import __version__
     parser = argparse.ArgumentParser(prog="xlex", description="xlex: differentiable LES in JAX")
     parser.add_argument("--version", action="version", version=f"xlex {__version__}")
@@ -247,10 +293,14 @@ def main(argv=None):
     _add_bench(sub)
     _add_datasets(sub)
     args = parser.parse_args(argv)
+    interrupt.install(args.command)
     commands = {"run": cmd_run, "compare": cmd_compare, "bench": cmd_bench,
                 "datasets": cmd_datasets}
     try:
         return commands[args.command](args)
+    except KeyboardInterrupt:  # only where the handler could not be installed
+        print(f"xlex {args.command}: interrupted", file=sys.stderr)
+        return interrupt.EXIT_STATUS
     except XlexError as err:
         print(f"xlex {args.command}: error: {err}", file=sys.stderr)
         return 2

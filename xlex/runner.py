@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from xlex import interrupt
 from xlex.core.errors import BlowUpError, CFLError, XlexError
 from xlex.core.model import Physics, make_diagnostics, make_step, parameters
 from xlex.core.operators import centred_winds
@@ -159,9 +160,12 @@ _COMPILED: dict = {}
 
 def compiled_chunk(grid, physics: Physics, dt, steps, batched):
     """The jitted ``chunk(state, base, params)`` that advances ``steps`` steps and
-    returns (state, mean and max pressure iterations, finite flags, Courant
-    number): one per (grid, structure of the physics, dt, steps, batching), kept
-    for the process so that a second run of a configuration compiles nothing."""
+    returns (state, sum, count and max of the pressure iterations, finite flags,
+    Courant number): one per (grid, structure of the physics, dt, steps, batching), kept
+    for the process so that a second run of a configuration compiles nothing.
+
+    The iterations are summed, not averaged, so that an output interval run as
+    several chunks (see :func:`plan_chunks`) reports the same mean, bit for bit."""
     key = ("chunk", make_step, grid, jax.tree.structure(physics), dt, steps, batched)
     if key in _COMPILED:
         return _COMPILED[key]
@@ -172,7 +176,9 @@ def compiled_chunk(grid, physics: Physics, dt, steps, batched):
         its = info["pressure_iterations"]
         finite = jnp.stack([jnp.all(jnp.isfinite(getattr(state, n))) for n in FIELDS])
         cfl = courant_number(state.u, state.v, state.w, grid, dt, jnp)
-        return state, jnp.mean(its.astype(state.th.dtype)), jnp.max(its), finite, cfl
+        dtype = state.th.dtype
+        return (state, jnp.sum(its.astype(dtype)), jnp.asarray(its.size, dtype), jnp.max(its),
+                finite, cfl)
 
     if batched:
         chunk = jax.vmap(chunk, in_axes=(0, None, None))
@@ -225,6 +231,11 @@ class Records:
     def __len__(self):
         return len(self.times)
 
+    def keep(self, n):
+        """Drop all but the first ``n`` records (at least the initial one)."""
+        n = max(1, n)
+        del self.fields[n:], self.iterations[n:], self.times[n:]
+
     def dataset(self, status, first=0) -> xr.Dataset:
         inputs = self.run.inputs
         fields = {k: np.stack([r[k] for r in self.fields[first:]]) for k in self.fields[0]}
@@ -241,49 +252,214 @@ class Records:
             extra=extra)
 
 
-def _run(run: Run, progress, store, append_at):
+#: Cell-steps per second of a float32 step (upwind/WENO advection, PCG pressure
+#: solve, no subgrid scheme) measured with ``xlex bench`` on a shared 2-core CPU:
+#: 4.3e5 at 30x30x15, 5.0e5 to 6.3e5 at 60x60x30, 6.3e5 at 120x120x60. The low
+#: end, so that estimates of run time err long rather than short.
+CPU_CELL_STEPS_PER_SECOND = 4.0e5
+#: Aim for a progress-bar update (one compiled chunk of steps) this often [s].
+PROGRESS_SECONDS = 2.0
+#: Warn before a run whose estimated duration on a CPU exceeds this [s].
+WARN_RUN_SECONDS = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    """How an output interval is run: ``calls`` calls of a compiled chunk of ``steps`` steps."""
+
+    steps: int
+    calls: int
+
+
+def estimated_seconds_per_step(run: Run):
+    """A rough wall time of one step on this machine's CPU [s], from the number of
+    cells (ensemble members included) and :data:`CPU_CELL_STEPS_PER_SECOND`; None
+    on a GPU or TPU, for which xlex has no calibration."""
+    if jax.default_backend() != "cpu":
+        return None
     grid = run.inputs.grid
-    state, base = _device_inputs(run)
-    params = parameters(run.physics)
-    chunk = compiled_chunk(grid, run.physics, run.dt, run.steps_per_output, run.batched)
-    diagnose = compiled_diagnostics(grid, run.physics, run.batched)
-    records = Records(run)
-    records.add(state, diagnose(state, base, params), np.zeros(run.batch_shape),
-                run.inputs.time)
-    writer = None
-    if store is not None:
-        writer = make_store(store, start=append_at)
+    cells = grid.nx * grid.ny * grid.nz * int(np.prod(run.batch_shape, dtype=int))
+    slower = 1.5 if run.dtype == np.float64 else 1.0  # float64 moves twice the bytes
+    return cells * slower / CPU_CELL_STEPS_PER_SECOND
+
+
+def plan_chunks(run: Run, seconds_per_step=None) -> ChunkPlan:
+    """Split each output interval into equal compiled chunks of about
+    :data:`PROGRESS_SECONDS` each, so that the progress bar moves every few
+    seconds even when an output interval takes minutes. A chunk of k steps
+    called n times gives the records of one scan of n k steps bit for bit
+    (tests/test_runner.py), so the split changes nothing but the bar."""
+    n = run.steps_per_output
+    if not seconds_per_step:
+        return ChunkPlan(steps=n, calls=1)
+    fits = [k for k in range(1, n + 1) if n % k == 0 and k * seconds_per_step <= PROGRESS_SECONDS]
+    k = max(fits, default=1)
+    return ChunkPlan(steps=k, calls=n // k)
+
+
+def _warn_cost(run: Run, seconds_per_step):
+    """Say before it starts what a long run will cost (a 100 m warm bubble sat
+    at 0/60 for minutes with no hint why)."""
+    if not seconds_per_step:
+        return
+    grid = run.inputs.grid
+    steps = run.n_outputs * run.steps_per_output
+    total = steps * seconds_per_step
+    if total <= WARN_RUN_SECONDS:
+        return
+    cells = grid.nx * grid.ny * grid.nz * int(np.prod(run.batch_shape, dtype=int))
+    warnings.warn(
+        f"this run has {cells:,} cells and {steps} steps: on a CPU like the 2-core one xlex "
+        f"was timed on, expect roughly {_duration(total)} ({seconds_per_step:.2g} s per step; "
+        "an estimate, subgrid schemes cost more). A coarser grid (e.g. dx=400) or a GPU is "
+        "much faster; see docs/performance.md", RuntimeWarning, stacklevel=5)
+
+
+def _duration(seconds):
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Progress:
+    """The tqdm bar of a run: "compiling" until the first chunk is compiled, then
+    the steps done, updated after every chunk."""
+
+    def __init__(self, run: Run, enabled: bool):
+        self.name = f"xlex {run.inputs.grid.describe()}"
+        self.bar = tqdm(total=run.n_outputs * run.steps_per_output, unit="step",
+                        disable=not enabled, desc=f"{self.name} compiling", leave=True)
+        self.compiling = True
+        interrupt.set_line_open(enabled)
+
+    def compiled(self):
+        if self.compiling:
+            self.compiling = False
+            self.bar.unpause()  # the steps per second count from here, not from the compile
+            self.bar.set_description(self.name)
+
+    def update(self, steps):
+        self.bar.update(steps)
+
+    def close(self):
+        self.bar.close()
+        interrupt.set_line_open(False)
+
+
+def _advance_interval(chunk, plan: ChunkPlan, state, base, params, progress: Progress):
+    """Run one output interval as ``plan.calls`` chunks; returns the state, the
+    mean and max pressure iterations, and the finite flags and Courant number at
+    its end. Each chunk is dispatched before the previous one is waited for, so
+    the device does not idle while the bar is drawn."""
+    pending = chunk(state, base, params)
+    progress.compiled()
+    total = count = largest = 0
+    for j in range(plan.calls):
+        following = chunk(pending[0], base, params) if j + 1 < plan.calls else None
+        state, its_sum, its_count, its_max, finite, cfl = pending
+        total = total + np.asarray(its_sum)  # waits for this chunk
+        count = count + np.asarray(its_count)
+        largest = np.maximum(largest, np.asarray(its_max))
+        progress.update(plan.steps)
+        pending = following
+    # the sums are of whole numbers, exact in the run's dtype: this is the mean of
+    # one scan over the interval, bit for bit
+    return state, total / count, largest, finite, cfl
+
+
+def _offset(append_at):
+    """Index in the store of the first in-memory record (the initial state)."""
+    return append_at - 1 if append_at else 0
+
+
+def _store_saver(writer, records, append_at):
+    """What a Ctrl-C in the ``xlex`` command does with a store being written: mark
+    it interrupted and say how many records it holds, counted in the file."""
+    def describe():
+        writer.set_status("interrupted")
+        n = complete_records(writer.path)
+        i = n - 1 - _offset(append_at)
+        upto = f", the last at t = {records.times[i]:g} s" if 0 <= i < len(records) else ""
+        return (f"{writer.path} holds {n} complete record(s){upto}, marked interrupted; "
+                f"continue with: xlex run --resume {writer.path}")
+    return describe
+
+
+def _open_store(run: Run, records, store, append_at):
+    """(writer, saver): the store's writer, with the initial record written (a new
+    run) or the status set to running (a resumed one), and the Ctrl-C saver
+    pushed for it (see :mod:`xlex.interrupt`); (None, None) without a store."""
+    if store is None:
+        return None, None
+    writer = make_store(store, start=append_at)
+    saver = _store_saver(writer, records, append_at)
+    with interrupt.critical():
         if append_at is None:
             writer.create(records.dataset("running"))
         else:  # the store tells the truth while this writer extends it
             writer.set_attrs(xlex_status="running", xlex_duration=run.attrs["xlex_duration"])
-    bar = tqdm(total=run.n_outputs * run.steps_per_output, unit="step", disable=not progress,
-               desc=f"xlex {grid.describe()}", leave=True)
-    started = _time.perf_counter()
+        # inside the write, so that a Ctrl-C it deferred finds the saver
+        interrupt.push_saver(saver)
+    return writer, saver
+
+
+def _run(run: Run, progress, store, append_at):
+    grid = run.inputs.grid
+    seconds_per_step = estimated_seconds_per_step(run)
+    _warn_cost(run, seconds_per_step)
+    plan = plan_chunks(run, seconds_per_step)
+    state, base = _device_inputs(run)
+    params = parameters(run.physics)
+    chunk = compiled_chunk(grid, run.physics, run.dt, plan.steps, run.batched)
+    diagnose = compiled_diagnostics(grid, run.physics, run.batched)
+    bar = Progress(run, progress)
+    records = Records(run)
+    writer = saver = None
     try:
+        records.add(state, diagnose(state, base, params), np.zeros(run.batch_shape),
+                    run.inputs.time)
+        writer, saver = _open_store(run, records, store, append_at)
+        started = _time.perf_counter()
         for k in range(run.n_outputs):
-            new, mean_its, max_its, finite, cfl = chunk(state, base, params)
+            new, mean_its, max_its, finite, cfl = _advance_interval(chunk, plan, state, base,
+                                                                    params, bar)
             t_now = run.inputs.time + (k + 1) * run.every
             _check_blow_up(run, records, writer, new, finite, cfl, t_now)
             _warn_capped_solves(run, max_its, t_now)
             state = new
             records.add(state, diagnose(state, base, params), mean_its, t_now)
             if writer is not None:
-                writer.append(records.dataset("running", first=len(records) - 1))
-            bar.update(run.steps_per_output)
-    except KeyboardInterrupt:
-        bar.close()
+                with interrupt.critical():
+                    writer.append(records.dataset("running", first=len(records) - 1))
+        out = records.dataset("complete")
+        out.attrs["xlex_wall_seconds"] = round(_time.perf_counter() - started, 3)
         if writer is not None:
-            writer.set_status("interrupted")
-        warnings.warn(f"interrupted: returning the {len(records)} output(s) completed, up to "
-                      f"t = {records.times[-1]:g} s", RuntimeWarning, stacklevel=3)
-        return records.dataset("interrupted")
-    bar.close()
-    out = records.dataset("complete")
-    out.attrs["xlex_wall_seconds"] = round(_time.perf_counter() - started, 3)
-    if writer is not None:
-        writer.set_status("complete")
-    return out
+            with interrupt.critical():
+                writer.set_status("complete")
+        return out
+    except KeyboardInterrupt:
+        bar.close()  # before the warning, which would land on the bar's line
+        return _interrupted(records, writer, append_at)
+    finally:
+        bar.close()
+        interrupt.pop_saver(saver)
+
+
+def _interrupted(records, writer, append_at):
+    """A KeyboardInterrupt in library use (a notebook's Ctrl-C): mark the store and
+    return the records it holds, counted in the file."""
+    if writer is None:
+        kept = ""
+    else:
+        writer.set_status("interrupted")
+        n = complete_records(writer.path)
+        records.keep(n - _offset(append_at))
+        kept = f"; {writer.path} holds them ({n} record(s) in all), marked interrupted"
+    warnings.warn(f"interrupted: returning the {len(records)} output(s) completed, up to "
+                  f"t = {records.times[-1]:g} s{kept}", RuntimeWarning, stacklevel=5)
+    return records.dataset("interrupted")
 
 
 def _check_blow_up(run, records, writer, new, finite, cfl, t_now):
@@ -340,7 +516,8 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
         raise StoreError(f"no store at {str(path)!r} to resume; check the path")
     n = complete_records(path)
     if is_zarr(path) and n:
-        ZarrStore(path, start=n).truncate()  # drop a half-written record's arrays
+        with interrupt.critical():
+            ZarrStore(path, start=n).truncate()  # drop a half-written record's arrays
     done = open_store(path, records=[n - 1] if n else [])
     attrs = done.attrs
     missing = [k for k in ("xlex_dt", "xlex_output_every", "xlex_duration") if k not in attrs]
