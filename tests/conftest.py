@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+os.environ.setdefault("XLEX_COMPILATION_CACHE", "0")  # tests never write the user's cache
+
 import jax
 import pytest
 
