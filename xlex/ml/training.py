@@ -172,6 +172,10 @@ def load_windows(data) -> Windows:
 
 
 def _check_compatible(train, test, grid, schedule):
+    if schedule.batch_size > train.sizes["window"]:
+        raise OptionError(f"batch_size={schedule.batch_size} is larger than the "
+                          f"{train.sizes['window']} training windows; choose batch_size <= "
+                          f"{train.sizes['window']}")
     steps = train.sizes["step"] - 1
     if max(schedule.lookahead) > steps:
         raise OptionError(f"lookahead={schedule.lookahead} reaches {max(schedule.lookahead)} "
@@ -358,7 +362,10 @@ def _restore(manager, moving, opt_state, settings, directory):
                           f"{[record['settings'].get(k) for k in diff]} there, "
                           f"{[settings[k] for k in diff]} now); resume with the same settings "
                           "or train into another directory")
-    return got["state"]["moving"], got["state"]["opt_state"], record
+    # orbax gives committed arrays, which jit keys apart from the uncommitted ones of a
+    # fresh fit: as they are, a resume in the same process compiled the update again
+    state = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), got["state"])
+    return state["moving"], state["opt_state"], record
 
 
 # --------------------------------------------------------------------------- history
@@ -406,10 +413,6 @@ def _fit(problem: _Problem, train, test, schedule: Schedule, *, directory, check
     with jax.enable_x64(schedule.precision == "float64"):
         windows = load_windows(train)
         tests = None if test is None else load_windows(test)
-        if schedule.batch_size > windows.count:
-            raise OptionError(f"batch_size={schedule.batch_size} is larger than the "
-                              f"{windows.count} training windows; choose batch_size <= "
-                              f"{windows.count}")
         per_epoch = windows.count // schedule.batch_size
         plan = schedule.epoch_lookahead
         engine = _Engine(problem, windows, schedule, per_epoch * len(plan))
@@ -490,12 +493,16 @@ def _epoch(engine, moving, opt_state, windows, tests, schedule, epoch, steps, hi
 # --------------------------------------------------------------------------- public API
 
 
-def _in_physics(physics, slot, obj):
+def _checked_physics(physics) -> Physics:
     physics = Physics() if physics is None else physics
     if not isinstance(physics, Physics):
         raise OptionTypeError(f"physics must be an xlex.Physics (the other schemes of the "
                               f"coarse model), got {type(physics).__name__}")
-    return dataclasses.replace(physics, **{slot: obj})
+    return physics
+
+
+def _in_physics(physics, slot, obj):
+    return dataclasses.replace(_checked_physics(physics), **{slot: obj})
 
 
 def _path_names(path):
@@ -582,6 +589,7 @@ def train_online(train, *, model=None, test=None, lookahead=(3, 6, 12), epochs=1
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     grid = dataset_grid(train)
     _check_compatible(train, test, grid, schedule)
+    physics = _checked_physics(physics)  # before a new model compiles its initialisers
     if model is None:
         model = NeuralSGS.create(train, seed=schedule.seed)
     if not isinstance(model, NeuralSGS):
