@@ -8,6 +8,7 @@ import shutil
 import signal
 import warnings
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -319,3 +320,118 @@ def test_section_panels_have_their_own_colour_range_and_long_name(runs):
     limits = [m.get_clim()[1] for m in meshes]
     assert len(set(limits)) == len(limits) > 1  # a decaying bubble: one range per panel
     assert long_name in fig._suptitle.get_text()
+
+
+# --------------------------------------------------------------------------- xlex train
+
+
+def truth_args(path, theta_c):
+    """A 2 km truth run of 3 min, an output every 20 s (10 outputs)."""
+    return ["run", "--theta-c", str(theta_c), "--dx", "2000", "--duration", "3min",
+            "--dt", "20", "--output-every", "20s", "-o", str(path), "--no-progress"]
+
+
+#: Train on the truth grid itself (factors 1): 10 windows of one step, 1 for testing.
+TRAIN = ["--factors", "1,1,1", "--lookahead", "1", "--epochs", "2", "--batch-size", "3",
+         "--learning-rate", "1e-3", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two truth runs and `xlex train` on them into ``model/``."""
+    folder = tmp_path_factory.mktemp("train")
+    truths = [folder / f"truth_{t}.nc" for t in (2, 3)]
+    for path, theta_c in zip(truths, (2, 3)):
+        code, _, err = run_main(truth_args(path, theta_c))
+        assert code == 0, err
+    model = folder / "model"
+    result = run_main(["train", *map(str, truths), *TRAIN, "-o", str(model)])
+    return truths, model, result
+
+
+def test_train_writes_the_model_its_history_and_its_options(trained):
+    truths, model, (code, out, err) = trained
+    assert code == 0, err
+    assert out.startswith("xlex train: 9 training and 1 test windows of 1 steps of 20 s on "
+                          "12 x 12 x 6 coarse cells"), out
+    assert f"run with it: xlex run --sgs {model}" in out
+    history = xr.open_dataset(model / "history.nc")
+    assert history.sizes["epoch"] == 2 and history.sizes["iteration"] == 6  # 9 // 3 per epoch
+    assert np.all(np.isfinite(history["test_loss"].values))
+    record = json.loads((model / cli.TRAINING_RECORD).read_text())
+    assert record["dt"] == 20.0 and record["factors"] == [1, 1, 1]
+    assert record["truth"] == [str(p.resolve()) for p in truths]
+    assert cli._checkpoints_in(model)() == (f"{model} holds the checkpoint after epoch 2; "
+                                            "the same command resumes from it")
+
+
+def test_train_again_resumes_from_the_checkpoint(trained):
+    """The same command on a finished folder trains nothing and gives the same model."""
+    truths, model, (_, out, _) = trained
+    weights = (model / "model.nn").read_bytes()
+    history = xr.open_dataset(model / "history.nc").load()
+    code, again, err = run_main(["train", *map(str, truths), *TRAIN, "-o", str(model)])
+    assert code == 0, err
+    assert (model / "model.nn").read_bytes() == weights
+    xr.testing.assert_identical(xr.open_dataset(model / "history.nc").load(), history)
+    assert again.splitlines()[-1].split(" (")[0] == out.splitlines()[-1].split(" (")[0]
+
+
+def test_run_with_the_trained_model_takes_its_grid_and_step(trained, tmp_path):
+    """`xlex run --sgs DIR` runs the hybrid model on the model's grid at its training
+    step; the trained network changes the run (its last layer is no longer zero)."""
+    _, model, _ = trained
+    runs = {}
+    for sgs in (str(model), "none"):
+        path = tmp_path / f"{'none' if sgs == 'none' else 'hybrid'}.nc"
+        code, out, err = run_main(["run", "--sgs", sgs, "--theta-c", "2.5", "--duration",
+                                   "1min", "--output-every", "1min", "-o", str(path),
+                                   "--no-progress"] + (["--dx", "2000", "--dt", "20"]
+                                                       if sgs == "none" else []))
+        assert code == 0, err
+        runs[sgs] = xr.open_dataset(path)
+    hybrid = runs[str(model)]
+    assert (hybrid.sizes["xh"], hybrid.sizes["zh"]) == (12, 6)
+    assert float(hybrid.attrs["xlex_dt"]) == 20.0
+    assert str((model / "model.nn").resolve()) in hybrid.attrs["xlex_physics"]
+    difference = abs(hybrid["th"] - runs["none"]["th"]).isel(time=-1).max()
+    assert float(difference) > 0.0
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "-o", "m"], ["give the truth runs", "xlex train truth_*.nc"]),
+    (["train", "nowhere.nc"], ["truth file nowhere.nc does not exist"]),
+    (["train", "{truth}", "--factors", "2,2"], ["--factors", "3 comma-separated", "6,6,3"]),
+    (["train", "{truth}", "--lookahead", "0"], ["lookahead", ">= 1"]),
+    (["train", "{truth}", "--learning-rate", "1e-4,1e-3"], ["increases"]),
+    (["train", "{truth}", "--epochs", "2,2", "--lookahead", "3"], ["epochs", "lookahead"]),
+    (["train", "{truth}", "--smoke"], ["--smoke", "--paper"]),
+    (["train", "{truth}", "--paper"], ["--paper", "no files"]),
+    (["train", "{truth}", "-o", "{truth}"], ["is a file"]),
+    (["train", "{truth}", "-o", "{model}"], ["other data", "factors"]),
+    (["run", "--sgs", "nowhere"], ["--sgs nowhere", "none, smagorinsky, dynamic"]),
+    (["run", "--sgs", "{truth}"], ["not a neural model file"]),
+    (["run", "--sgs", "{model}", "--dx", "1000"], ["--dx 1000", "12 x 12 x 6 cells",
+                                                   "leave out --dx"]),
+    (["run", "--sgs", "{empty}"], ["holds no model.nn", "xlex train"]),
+], ids=["no-truth", "missing-truth", "factors", "lookahead", "rate-increases",
+        "epochs-per-stage", "smoke-alone", "paper-with-files", "output-a-file",
+        "other-data", "sgs-unknown", "sgs-not-a-model", "sgs-other-grid", "sgs-empty-folder"])
+def test_train_and_run_sgs_refuse_bad_input_before_work(trained, tmp_path, monkeypatch, argv,
+                                                        words):
+    """Each mistake exits 2 with one line naming it, before any data is read or
+    anything compiles; nothing is written."""
+    import xlex.ml
+    truths, model, _ = trained
+    (tmp_path / "empty").mkdir()
+    fill = {"{truth}": str(truths[0]), "{model}": str(model), "{empty}": str(tmp_path / "empty")}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(xlex.ml, "make_training_data", None)  # reading data fails the test
+    monkeypatch.setattr(xlex.ml.NeuralSGS, "create", None)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run_main([fill.get(a, a) for a in argv])
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, (word, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

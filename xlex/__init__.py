@@ -5,6 +5,11 @@ Importing xlex registers the ``ds.lex`` Dataset accessor.
 
 __version__ = "0.1.0"
 
+# First of all: the `xlex` command's Ctrl-C handler (importing JAX takes seconds,
+# and a Ctrl-C then must not print a traceback or be swallowed)
+from xlex import interrupt as _interrupt
+_interrupt.install_for_command()
+
 # Before anything compiles: a persistent compilation cache in the user's cache
 # directory (XLEX_COMPILATION_CACHE=0 turns it off), so a second process running
 # the same configuration loads its programs instead of compiling them again.

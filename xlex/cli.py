@@ -1,4 +1,5 @@
-"""The ``xlex`` command: ``xlex run``, ``xlex compare``, ``xlex bench``, ``xlex datasets``.
+"""The ``xlex`` command: ``xlex run``, ``xlex compare``, ``xlex bench``, ``xlex train``,
+``xlex datasets``.
 
 Every error a user can cause ends the same way: one line
 ``xlex <command>: error: ...`` on stderr and exit status 2, never a traceback
@@ -30,15 +31,20 @@ def _add_run(sub):
     p.add_argument("--resume", metavar="FILE", default=None,
                    help="continue the run streamed to FILE from its last complete record")
     p.add_argument("--theta-c", type=float, default=5.0, help="bubble amplitude [K] (5)")
-    p.add_argument("--dx", type=float, default=400.0, help="grid spacing [m] (400)")
+    p.add_argument("--dx", type=float, default=None, help="grid spacing [m] (400)")
     p.add_argument("--dz", type=float, default=None, help="vertical spacing [m] (= dx)")
     p.add_argument("--duration", default=None,
                    help="run length, e.g. 20min (20min); with --resume, how much longer to "
                         "run (default: what remains of the run)")
-    p.add_argument("--dt", default="12", help="time step [s] (12)")
+    p.add_argument("--dt", default=None,
+                   help="time step [s] (12; with a model from `xlex train`, its training step)")
     p.add_argument("--output-every", default="1min", help="output interval (1min)")
     p.add_argument("--solver", default="pcg", choices=list(SOLVERS))
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--sgs", default=None, metavar="SCHEME",
+                   help="subgrid scheme: none, smagorinsky, dynamic, or a trained neural "
+                        "model (a model.nn file, or the folder `xlex train -o` wrote; the run "
+                        "then takes the model's grid and time step) (none)")
     p.add_argument("-o", "--output", default="bubble.nc", help="NetCDF file (bubble.nc)")
     p.add_argument("--png", default=None, help="figure file (the output name with .png)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -59,20 +65,54 @@ def _add_compare(sub):
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="time the step and the pressure solve",
-                       description="Warm bubble at a few sizes with each solver: compile "
-                                   "seconds, seconds per step, pressure seconds per step, "
-                                   "grid-point updates per second, iterations per solve.")
-    p.add_argument("--sizes", default=",".join(("48x48x24", "96x96x48", "192x192x96")),
-                   help="comma-separated NXxNYxNZ list")
-    p.add_argument("--solvers", default=",".join(SOLVERS))
-    p.add_argument("--sgs", default="none",
-                   help="comma-separated subgrid schemes: none, smagorinsky, dynamic, constant, "
-                        "neural (the default network, random weights), neural-paper (the "
-                        "paper-sized network) (none)")
-    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    p.add_argument("--steps", type=int, default=5, help="timed steps per case (5)")
-    p.add_argument("--json", action="store_true", help="print one JSON list of records")
+    from xlex import bench
+    p = sub.add_parser("bench", help="time the step, the pressure solve and training steps",
+                       description="Warm bubble at a few sizes with each solver and subgrid "
+                                   "scheme: seconds compiling and running, seconds per step, "
+                                   "pressure seconds per step, grid-point updates per second, "
+                                   "iterations per solve.")
+    bench.add_arguments(p)
+
+
+def _add_train(sub):
+    p = sub.add_parser(
+        "train", help="train a neural subgrid model online through the solver",
+        description="Coarse-grain truth runs (the NetCDF or Zarr stores `xlex run -o` or "
+                    "integrate(store=...) wrote, on the fine grid) into look-ahead windows, "
+                    "train a neural subgrid model on them by differentiating through the "
+                    "coarse model (the paper's online training), and write DIR/model.nn, "
+                    "DIR/history.nc and DIR/training.json. The same command again resumes "
+                    "from the last checkpoint in DIR. Then: xlex run --sgs DIR.")
+    p.add_argument("truth", nargs="*", help="truth run stores (fine grid), e.g. truth_*.nc")
+    p.add_argument("-o", "--output", default=None,
+                   help="folder for checkpoints and the model (model/; with --paper, paper/)")
+    p.add_argument("--factors", default="6,6,3",
+                   help="coarse-graining factors in x, y, z (6,6,3: 100 m to 600 x 600 x 300 m)")
+    p.add_argument("--every", type=int, default=1,
+                   help="keep every N-th output; the coarse model step is N output intervals (1)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="look-ahead targets per window (the longest --lookahead)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="fraction of the windows kept for testing (0.1)")
+    p.add_argument("--lookahead", default="3,6,12",
+                   help="look-ahead steps of each curriculum stage (3,6,12)")
+    p.add_argument("--epochs", default="1",
+                   help="epochs of each stage: one number, or one per stage (1)")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per Adam step (1)")
+    p.add_argument("--learning-rate", default="1e-3,1e-6",
+                   help="initial and final learning rate, decaying exponentially (1e-3,1e-6)")
+    p.add_argument("--preset", default="default", choices=["default", "paper"],
+                   help="network size: default (74,005 weights) or paper (7,172,309)")
+    p.add_argument("--precision", default="float64", choices=["float32", "float64"],
+                   help="arithmetic of the training (float64, as the paper)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the test split and the window order (0)")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's whole experiment instead (python -m xlex.ml.paper): "
+                        "six 100 m truth runs, data, the paper network; for a GPU")
+    p.add_argument("--smoke", action="store_true",
+                   help="with --paper: the same pipeline at a size a CPU runs in minutes")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _add_datasets(sub):
@@ -182,14 +222,17 @@ def _run_case(args):
         png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
         _refuse_existing(out_path, args.overwrite)
         _refuse_existing(png_path, args.overwrite)
-        ds0 = xlex.cases.warm_bubble(theta_c=args.theta_c, dx=args.dx, dz=args.dz)
-        dt = float(args.dt) if args.dt.replace(".", "", 1).isdigit() else args.dt
+        sgs, grid, model_dt = _subgrid_scheme(args.sgs)
+        ds0 = xlex.cases.warm_bubble(theta_c=args.theta_c, **_bubble_grid(args, grid))
+        dt = args.dt if args.dt is not None else model_dt or "12"
+        dt = float(dt) if dt.replace(".", "", 1).isdigit() else dt
+        options = {} if sgs is None else {"sgs": sgs}
         started = time.perf_counter()
         # streamed record by record: a killed run keeps its outputs (xlex run --resume)
         out = ds0.lex.integrate(args.duration or "20min", dt=dt, output_every=args.output_every,
                                 solver=args.solver, precision=args.precision,
                                 progress=not args.no_progress, store=out_path,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, **options)
     # the command's own clock: a resumed run's Dataset is read back from the file,
     # which keeps no wall time ("wall None s")
     wall = time.perf_counter() - started
@@ -204,6 +247,185 @@ def _run_case(args):
     print(f"wrote {out_path} ({out.sizes['time']} outputs to t = {float(out.time[-1]):g} s, "
           f"max w at the end {float(w[-1]):.2f} m/s, wall {wall:.1f} s) and {png_path}")
     return 0
+
+
+#: Subgrid schemes ``xlex run --sgs`` knows by name (anything else is a model path).
+SGS_NAMES = ("none", "smagorinsky", "dynamic")
+
+
+def _subgrid_scheme(value):
+    """``(sgs, grid, dt)`` for ``xlex run --sgs VALUE``: a scheme name (no grid, no
+    step), or a neural model (a .nn file, or a folder holding ``model.nn``) with
+    its grid, and its training step when ``xlex train`` recorded one."""
+    if value is None or value in SGS_NAMES:
+        return value, None, None
+    path = Path(value)
+    if not path.exists():
+        raise XlexError(f"--sgs {value}: not a scheme ({', '.join(SGS_NAMES)}) and no such "
+                        "file or folder; give a model from `xlex train -o DIR` (DIR or "
+                        "DIR/model.nn)")
+    from xlex.ml.neural_sgs import NeuralSGS
+    from xlex.ml.training import MODEL_FILE
+    folder = path if path.is_dir() else None
+    if folder is not None:
+        path = folder / MODEL_FILE
+        if not path.is_file():
+            raise XlexError(f"--sgs {value}: the folder holds no {MODEL_FILE}; an unfinished "
+                            f"training resumes with the same `xlex train ... -o {value}`")
+    model = NeuralSGS.load(path)
+    settings = folder / TRAINING_RECORD if folder is not None else None
+    dt = None
+    if settings is not None and settings.is_file():
+        dt = f"{json.loads(settings.read_text())['dt']:g}"
+    return model, model.grid, dt
+
+
+def _bubble_grid(args, grid) -> dict:
+    """The spacing (and, for a model, the domain) of the bubble of ``xlex run``."""
+    if grid is None:
+        return {"dx": 400.0 if args.dx is None else args.dx, "dz": args.dz}
+    given = {"--dx": (args.dx, grid.dx), "--dz": (args.dz, grid.dz)}
+    for option, (value, wanted) in given.items():
+        if value is not None and value != wanted:
+            raise XlexError(
+                f"{option} {value:g} differs from the model's grid ({grid.nx} x {grid.ny} x "
+                f"{grid.nz} cells of {grid.dx:g} x {grid.dy:g} x {grid.dz:g} m): leave out "
+                "--dx and --dz to run on it")
+    lengths = {"x_length": grid.nx * grid.dx, "y_length": grid.ny * grid.dy,
+               "z_length": grid.nz * grid.dz}
+    return {"dx": grid.dx, "dy": grid.dy, "dz": grid.dz, **lengths,
+            "x_centre": lengths["x_length"] / 2, "y_centre": lengths["y_length"] / 2}
+
+
+#: What ``xlex train`` records beside the model: the data and training options.
+TRAINING_RECORD = "training.json"
+#: Options that make the training data; a folder trained on other data is refused.
+DATA_OPTIONS = ("truth", "factors", "every", "steps", "test_fraction", "seed")
+
+
+def _numbers(option, text, kind, count=None):
+    """The comma-separated numbers of ``option``, or a clear error."""
+    try:
+        values = [kind(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or (count is not None and len(values) != count):
+        many = f"{count} " if count else ""
+        example = {"--factors": "6,6,3", "--learning-rate": "1e-3,1e-6"}.get(option, "3,6,12")
+        raise XlexError(f"{option} {text!r}: give {many}comma-separated "
+                        f"{'integers' if kind is int else 'numbers'}, e.g. {option} {example}")
+    return values
+
+
+def _checkpoints_in(folder: Path):
+    """The Ctrl-C saver of ``xlex train``: which epoch the folder's checkpoints reach."""
+    def describe():
+        from xlex.ml.training import CHECKPOINTS
+        where = folder / CHECKPOINTS
+        done = [int(p.name) for p in where.iterdir() if p.name.isdigit()] if where.is_dir() else []
+        if not done:
+            return f"{folder} holds no checkpoint yet (one is saved after every epoch)"
+        return (f"{folder} holds the checkpoint after epoch {max(done)}; the same command "
+                "resumes from it")
+    return describe
+
+
+def _check_training_folder(folder: Path, record: dict):
+    """Refuse a file, a model nobody trained here, or a training on other data."""
+    from xlex.ml.training import CHECKPOINTS, MODEL_FILE
+    if folder.exists() and not folder.is_dir():
+        raise XlexError(f"-o {folder} is a file; give a folder for the model and checkpoints")
+    saved = folder / TRAINING_RECORD
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        differ = [k for k in DATA_OPTIONS if before.get(k) != record[k]]
+        if differ:
+            raise XlexError(
+                f"{folder} holds a training on other data ({', '.join(differ)}: "
+                f"{[before.get(k) for k in differ]} there, {[record[k] for k in differ]} now); "
+                "resume with the same options or choose another folder with -o")
+    elif (folder / MODEL_FILE).exists() or (folder / CHECKPOINTS).exists():
+        raise XlexError(f"{folder} holds a model or checkpoints that `xlex train` did not "
+                        "write; choose another folder with -o")
+
+
+def cmd_train(args):
+    if args.paper:
+        return _train_paper(args)
+    if args.smoke:
+        raise XlexError("--smoke goes with --paper (the paper's experiment at a CPU's size)")
+    if not args.truth:
+        raise XlexError("give the truth runs to learn from, e.g. xlex train truth_*.nc -o "
+                        "model/ (or xlex train --paper for the paper's whole experiment)")
+    folder = Path(args.output or "model")
+    paths = [_readable(p, "truth", directory_ok=True) for p in args.truth]  # Zarr: a folder
+    lookahead = _numbers("--lookahead", args.lookahead, int)
+    record = {"truth": [str(p.resolve()) for p in paths],
+              "factors": _numbers("--factors", args.factors, int, 3), "every": args.every,
+              "steps": args.steps or max(lookahead), "test_fraction": args.test_fraction,
+              "seed": args.seed, "lookahead": lookahead,
+              "epochs": _numbers("--epochs", args.epochs, int),
+              "learning_rate": _numbers("--learning-rate", args.learning_rate, float),
+              "batch_size": args.batch_size, "preset": args.preset,
+              "precision": args.precision}
+    from xlex.ml.training import check_schedule
+    check_schedule(**_schedule_options(record))  # before any data is read
+    _check_training_folder(folder, record)
+    with interrupt.saving(_checkpoints_in(folder)):
+        return _train(args, folder, record)
+
+
+def _train(args, folder, record):
+    import xlex.ml
+    from xlex.ml.training import MODEL_FILE, window_step
+    started = time.perf_counter()
+    train, test = xlex.ml.make_training_data(
+        record["truth"], factors=tuple(record["factors"]), every=record["every"],
+        steps=record["steps"], test_fraction=record["test_fraction"], seed=record["seed"])
+    record["dt"] = window_step(train)
+    grid = " x ".join(str(train.sizes[d]) for d in ("xh", "yh", "zh"))
+    print(f"xlex train: {train.sizes['window']} training and "
+          f"{test.sizes.get('window', 0)} test windows of {record['steps']} steps of "
+          f"{record['dt']:g} s on {grid} coarse cells", flush=True)
+    model = xlex.ml.NeuralSGS.create(train, preset=record["preset"], seed=record["seed"])
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder / TRAINING_RECORD, json.dumps(record, indent=1))
+    model, history = xlex.ml.train_online(
+        train, model=model, test=test if test.sizes.get("window") else None,
+        directory=folder, progress=not args.no_progress, **_schedule_options(record))
+    tmp = folder / "history.nc.part"
+    history.to_netcdf(tmp)
+    os.replace(tmp, folder / "history.nc")
+    loss = history["train_loss"].values
+    tested = history["test_loss"].values
+    print(f"wrote {folder / MODEL_FILE} ({model.parameter_count:,} weights), "
+          f"{folder / 'history.nc'} and {folder / TRAINING_RECORD}: training loss "
+          f"{loss[0]:.4g} -> {loss[-1]:.4g}"
+          + (f", test loss {tested[-1]:.4g}" if tested.size and tested[-1] == tested[-1] else "")
+          + f" ({time.perf_counter() - started:.0f} s); run with it: xlex run --sgs {folder}")
+    return 0
+
+
+def _schedule_options(record) -> dict:
+    """The keywords of train_online that the options of ``xlex train`` give."""
+    one = {k: record[k][0] if len(record[k]) == 1 else tuple(record[k])
+           for k in ("lookahead", "epochs", "learning_rate")}
+    return {**one, **{k: record[k] for k in ("batch_size", "precision", "seed")}}
+
+
+def _write_atomically(path: Path, text: str):
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _train_paper(args):
+    if args.truth:
+        raise XlexError("--paper makes its own truth runs; give no files with it")
+    from xlex.ml import paper
+    argv = ["--out", args.output or "paper", "--epochs", *args.epochs.split(",")]
+    argv += ["--smoke"] * args.smoke + ["--no-progress"] * args.no_progress
+    return paper.main(argv)
 
 
 def cmd_compare(args):
@@ -247,30 +469,7 @@ def cmd_compare(args):
 
 def cmd_bench(args):
     from xlex import bench
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
-    schemes = [s.strip() for s in args.sgs.split(",") if s.strip()]
-    for scheme in schemes:
-        bench.check_sgs(scheme)  # a misspelt scheme fails before any compilation
-    for s in sizes:
-        bench.parse_size(s)
-
-    def report(rec):
-        if not args.json:
-            print(f"{rec['size']:>12} {rec['sgs']:>11} {rec['solver']:>9} compile "
-                  f"{rec['compile_seconds']:7.2f} s"
-                  f"  step {rec['seconds_per_step']:8.4f} s  pressure "
-                  f"{rec['pressure_seconds_per_step']:8.4f} s/step  "
-                  f"{rec['points_per_second']:10.3e} points/s  "
-                  f"{rec['pressure_iterations']:6.1f} it/solve"
-                  + (f"  network {rec['network_seconds_per_step']:8.4f} s/step"
-                     if "network_seconds_per_step" in rec else ""), flush=True)
-
-    records = bench.run(sizes, solvers, precision=args.precision, steps=args.steps,
-                        report=report, sgs=schemes)
-    if args.json:
-        print(json.dumps(records, indent=1))
-    return 0
+    return bench.main(args)
 
 
 def main(argv=None):
@@ -291,11 +490,12 @@ def _main(argv):
     _add_run(sub)
     _add_compare(sub)
     _add_bench(sub)
+    _add_train(sub)
     _add_datasets(sub)
     args = parser.parse_args(argv)
     interrupt.install(args.command)
     commands = {"run": cmd_run, "compare": cmd_compare, "bench": cmd_bench,
-                "datasets": cmd_datasets}
+                "train": cmd_train, "datasets": cmd_datasets}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:  # only where the handler could not be installed

@@ -32,7 +32,7 @@ from pathlib import Path
 #: Exit status of a process stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_STATUS = 130
 
-_COMMANDS = ("run", "compare", "bench", "datasets")
+_COMMANDS = ("run", "compare", "bench", "train", "datasets")
 
 
 class _State:

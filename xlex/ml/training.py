@@ -117,6 +117,12 @@ def _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed) -> 
                     precision=precision, seed=_positive_int("seed", seed, minimum=0))
 
 
+def check_schedule(*, lookahead, epochs, learning_rate, batch_size, precision, seed):
+    """Check the schedule options of :func:`train_online` (what it checks first),
+    e.g. for a command that reads the training data only after them."""
+    return _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed)
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -337,10 +343,13 @@ def _manager(directory: Path):
 
 def _save(manager, epoch, moving, opt_state, record):
     import orbax.checkpoint as ocp
-    manager.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave({"moving": moving, "opt_state": opt_state}),
-        record=ocp.args.JsonSave(record)))
-    manager.wait_until_finished()
+
+    from xlex import interrupt
+    with interrupt.critical():  # the command's Ctrl-C waits for the checkpoint
+        manager.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave({"moving": moving, "opt_state": opt_state}),
+            record=ocp.args.JsonSave(record)))
+        manager.wait_until_finished()
 
 
 def _restore(manager, moving, opt_state, settings, directory):
