@@ -584,6 +584,48 @@ def test_kill_and_resume_is_bit_for_bit(streamed, tmp_path, torn_child):
         assert_records_equal(f, reference, FIELDS + DERIVED)
 
 
+def test_a_second_writer_of_a_live_store_is_refused_and_the_first_completes(streamed, ds0,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    """While a run (another process) streams to a store, resuming it or starting a new
+    run over it with overwrite=True is refused with StoreLockedError naming the
+    writer's PID, before anything compiles and without touching the store; the first
+    run ends complete, bit for bit the reference run. (Two writers used to corrupt
+    the store silently: both exited 0.)"""
+    from xlex.io.store import StoreLockedError
+    reference = streamed[1]
+    path = tmp_path / "live.nc"
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    try:
+        line = ""
+        while not line.startswith("records 2"):
+            line = proc.stdout.readline()
+            assert line, f"the child ended early: {proc.stderr.read()[-3000:]}"
+        def never(*args):
+            raise AssertionError("the second writer got as far as compiling")
+
+        monkeypatch.setattr(xlex.runner, "compiled_chunk", never)
+        for second in (lambda: xlex.resume(path, progress=False),
+                       lambda: ds0.lex.integrate("5min", store=path, overwrite=True, **RUN)):
+            with pytest.raises(StoreLockedError, match=rf"live\.nc.*process {proc.pid}"):
+                second()
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()[-3000:]
+        assert rest.strip().endswith("finished")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert complete_records(path) == 6
+    with xr.open_dataset(path) as f:
+        assert f.attrs["xlex_status"] == "complete"
+        assert_records_equal(f, reference, FIELDS + DERIVED)
+
+
 SELF_KILL = textwrap.dedent("""
     import os, signal, sys
     import jax

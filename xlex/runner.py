@@ -28,11 +28,13 @@ from xlex.io.convert import dataset_to_inputs, states_to_dataset
 from xlex.io.store import (
     StoreError,
     ZarrStore,
+    check_not_open,
     check_target,
     complete_records,
     is_zarr,
     make_store,
     open_store,
+    store_lock,
 )
 from xlex.options import (
     LEGACY_OPTIONS,
@@ -88,13 +90,26 @@ def _run_attrs(ds_attrs, physics: Physics, precision, dt, duration, output_every
     return attrs
 
 
-def integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
-              precision="float32", progress=True, store=None, overwrite=False,
-              _append_at=None, **options) -> xr.Dataset:
+def integrate(ds: xr.Dataset, duration, *, store=None, overwrite=False, _append_at=None,
+              **options) -> xr.Dataset:
     """Integrate the state in ``ds`` forward in time. See
-    :meth:`xlex.accessor.LexAccessor.integrate`."""
-    if store is not None and _append_at is None:
-        store = check_target(store, overwrite)
+    :meth:`xlex.accessor.LexAccessor.integrate`.
+
+    A new store is written under its writer lock (:func:`xlex.io.store.store_lock`),
+    taken before anything compiles: a second writer of the same store (another
+    process, or a resume of it) is refused with StoreLockedError. :func:`resume`
+    holds the lock itself."""
+    if store is None or _append_at is not None:
+        return _integrate(ds, duration, store=store, _append_at=_append_at, **options)
+    store = check_target(store, overwrite)
+    with store_lock(store):
+        check_not_open(store)
+        return _integrate(ds, duration, store=store, _append_at=None, **options)
+
+
+def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
+               precision="float32", progress=True, store=None, _append_at=None,
+               **options) -> xr.Dataset:
     duration_s = to_seconds(duration, "duration")
     dt_s = to_seconds(dt, "dt")
     every_s = to_seconds(output_every, "output_every")
@@ -514,6 +529,12 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
     """
     if not Path(path).exists():
         raise StoreError(f"no store at {str(path)!r} to resume; check the path")
+    with store_lock(path):  # a second writer, e.g. the run still writing it, is refused
+        check_not_open(path)
+        return _resume(path, duration, progress)
+
+
+def _resume(path, duration, progress):
     n = complete_records(path)
     if is_zarr(path) and n:
         with interrupt.critical():
@@ -533,7 +554,7 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
         if remaining <= 1e-9:
             return open_store(path)
         duration = remaining
-    integrate(done, duration, dt=float(attrs["xlex_dt"]),
+    _integrate(done, duration, dt=float(attrs["xlex_dt"]),
               output_every=float(attrs["xlex_output_every"]),
               precision=str(attrs.get("xlex_precision", "float32")), progress=progress,
               store=path, _append_at=n)

@@ -9,6 +9,7 @@ records are known; the file is closed after every record, so it opens with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -146,16 +147,27 @@ def store_lock(path):
     An ``fcntl`` lock on the sidecar ``.<name>.lock`` next to the store: the
     kernel releases it when the process ends, however it ends, so a stale lock
     file (its writer is dead) never blocks; the file records the holder's PID for
-    the message. Readers never take it. Raises :class:`StoreLockedError`
-    naming the store and the PID when another writer holds it.
+    the message, and is removed when the block ends (under the lock; a writer
+    that locked the removed file sees it is gone and locks the new one). Readers
+    never take it. Raises :class:`StoreLockedError` naming the store and the PID
+    when another writer holds it.
     """
+    fd, lock = _acquire(_lock_path(path), path)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)  # closing releases the flock
+
+
+def _acquire(lock: Path, path) -> tuple[int, Path]:
     import fcntl
-    lock = _lock_path(path)
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise _io_error(lock, err, "creating the lock file") from None
-    try:
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise _io_error(lock, err, "creating the lock file") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -163,14 +175,20 @@ def store_lock(path):
                 pid = os.pread(fd, 32, 0).decode().strip() or "unknown"
             except OSError:
                 pid = "unknown"
+            os.close(fd)
             raise StoreLockedError(
                 f"store {str(path)!r} is being written by process {pid}; two writers would "
                 "corrupt it. Wait for that run to finish (or stop it), then resume") from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(fd).st_ino:  # its holder removed it as we opened it
+            os.close(fd)
+            continue
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield lock
-    finally:
-        os.close(fd)  # closing releases the flock
+        return fd, lock
 
 
 def check_not_open(path):
