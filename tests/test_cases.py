@@ -478,3 +478,113 @@ def test_grid_size_check_uses_the_memory_given():
     big = Grid(nx=240, ny=240, nz=120, dx=100.0, dy=100.0, dz=100.0)
     with pytest.warns(UserWarning, match="6,912,000 cells"):
         check_grid_size(big, memory=2**40)
+
+
+# --------------------------------------------------------------------------- implausible units
+
+
+@pytest.mark.parametrize("builder, kwargs, words", [
+    ("warm_bubble", dict(dx=0.4, x_length=24.0, y_length=24.0, z_length=12.0),
+     ["dx = dy = dz = 0.4 m", "24 x 24 x 12 m domain", "implausible for an LES",
+      "did you give kilometres?", "e.g. dx=400.0, x_length=24000.0"]),
+    ("warm_bubble", dict(dx=2.0, x_length=24.0),
+     ["a 24 m wide domain (x_length)", "kilometres", "x_length=24000.0"]),
+    ("warm_bubble", dict(dx=0.5, dz=0.25, x_length=240.0, y_length=240.0, z_length=240.0),
+     ["dx = dy = 0.5 m and dz = 0.25 m", "kilometres", "dx=500.0, dz=250.0"]),
+    ("convective_boundary_layer", dict(dx=0.1, dz=0.05, x_length=4.0, y_length=4.0,
+                                       z_length=2.0),
+     ["dx = dy = 0.1 m and dz = 0.05 m", "4 x 4 x 2 m domain", "kilometres",
+      "dx=100.0, dz=50.0, x_length=4000.0"]),
+    ("density_current", dict(dx=0.1, x_length=51.2, z_length=6.4),
+     ["dx = dy = dz = 0.1 m", "51.2 x 6.4 m domain", "kilometres", "x_length=51200.0"]),
+    ("density_current", dict(dx=10.0, x_length=5120.0, z_length=640.0),
+     ["ny * dy = 6 x 10 m = 60 m wide in y", "ny=10"]),
+], ids=["bubble-km", "bubble-length", "bubble-dz", "cbl-km", "dc-km", "dc-narrow"])
+def test_implausible_lengths_ask_about_units(builder, kwargs, words):
+    """km given as metres is refused by every builder (one shared check) before
+    anything is built, with a message that asks about units and shows the fix."""
+    with pytest.raises(OptionError) as info:
+        getattr(xlex.cases, builder)(**kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_plausible_small_grids_pass():
+    from xlex.io.cases import check_plausible_lengths
+    check_plausible_lengths({"dx": 1.0, "dz": 1.0}, {"x_length": 100.0, "z_length": 100.0})
+    with pytest.raises(OptionError, match="dz = 0.99 m is implausible"):
+        check_plausible_lengths({"dx": 1.0, "dz": 0.99}, {"x_length": 100.0})
+
+
+def test_a_dataset_in_km_is_refused_before_compiling(coarse, monkeypatch):
+    """A Dataset whose coordinates are km labelled metres: refused by
+    dataset_to_inputs with a units hint, before anything compiles."""
+    import xlex.runner
+    from xlex.core.errors import DatasetError
+    km = coarse.assign_coords({n: coarse[n] / 1000.0 for n in ("xh", "xf", "yh", "yf",
+                                                                "zh", "zf")})
+    monkeypatch.setattr(xlex.runner, "compiled_chunk", None)  # compiling fails the test
+    with pytest.raises(DatasetError) as info:
+        km.lex.integrate("2min", dt=20.0, output_every="1min", progress=False)
+    message = str(info.value)
+    assert "too small for an LES" in message and "in km but labelled metres" in message
+    assert "* 1000" in message
+
+
+# --------------------------------------------------------------------------- dt for the flow
+
+
+def _dt_warnings(record):
+    return [str(w.message) for w in record if issubclass(w.category, RuntimeWarning)
+            and "suits the initial state" in str(w.message)]
+
+
+@pytest.mark.parametrize("dx, dt", [(400.0, 12.0), (2000.0, 20.0), (1000.0, 10.0)],
+                         ids=["readme", "2km-dt20", "1km-dt10"])
+def test_usual_time_steps_are_not_flagged(dx, dt):
+    """The README's run (its Courant number peaks at 1.51 near 17 min, measured)
+    and the test suite's usual runs: no warning about the flow to come."""
+    from xlex.io.convert import dataset_to_inputs
+    from xlex.runner import _warn_dt_for_flow
+    inputs = dataset_to_inputs(xlex.cases.warm_bubble(dx=dx))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_dt_for_flow(inputs, dt)
+
+
+def test_a_dt_too_large_for_the_flow_warns_once_and_the_advice_runs():
+    """5 K bubble at 1 km: dt = 60 s passes the check at rest, is flagged once
+    before the run, and blows up (Courant 1.65 near 7 min, measured); the dt the
+    warning names (36 s) runs past the peak updraft (about 31 m/s near 15 min)."""
+    ds = xlex.cases.warm_bubble(dx=1000.0)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with pytest.raises(xlex.BlowUpError, match="Courant number"):
+            ds.lex.integrate("8min", dt=60.0, output_every="2min", progress=False)
+    flagged = _dt_warnings(record)
+    assert len(flagged) == 1, flagged
+    assert "dt = 60 s" in flagged[0] and "blow up" in flagged[0]
+    safe = float(flagged[0].split("Use dt <= ")[1].split(" s")[0])
+    assert 30.0 <= safe < 42.0  # under 1.6 / the measured peak Courant rate 0.0378 s-1
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = ds.lex.integrate(35 * safe, dt=safe, output_every=5 * safe, progress=False)
+    assert not _dt_warnings(record)
+    assert out.attrs["xlex_status"] == "complete"
+    assert float(out["w"].max()) > 25.0  # the flow the estimate was for did come
+
+
+def test_a_cold_pool_uses_its_own_factor():
+    """Sinking air outruns its estimate less (density current: ratio 0.78):
+    the docs' run (100 m, dt 3 s) is not flagged, twice its dt is."""
+    from xlex.io.convert import dataset_to_inputs
+    from xlex.io.plausible import buoyant_speed
+    from xlex.runner import _warn_dt_for_flow
+    inputs = dataset_to_inputs(xlex.cases.density_current(dx=800.0))
+    flow = buoyant_speed(inputs)
+    assert flow.rising == 0.0 and 45.0 < flow.sinking < 48.0  # sqrt(2 b r), b = 0.54, r = 2 km
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_dt_for_flow(inputs, 3.0 * 8)  # the docs' 100 m, dt 3 s, scaled to 800 m
+    with pytest.warns(RuntimeWarning, match=r"dt = 48 s.*Use dt <= 2\d s"):
+        _warn_dt_for_flow(inputs, 6.0 * 8)

@@ -435,3 +435,24 @@ def test_train_and_run_sgs_refuse_bad_input_before_work(trained, tmp_path, monke
     for word in words:
         assert word in err, (word, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_blow_up_names_the_file_and_its_records_and_says_to_lower_dt(tmp_path):
+    """5 K bubble at 1 km with dt = 60 s blows up between 360 and 480 s (measured):
+    exit 2, one error line naming the store and the 4 records it holds (0 to
+    360 s, marked 'blew up'), and a smaller dt, not --resume (which would blow
+    up again) nor the Python-only .outputs."""
+    path = tmp_path / "b.nc"
+    code, out, err = run_main(["run", "--dx", "1000", "--dt", "60", "--duration", "8min",
+                               "--output-every", "2min", "-o", str(path), "--no-progress"])
+    assert code == 2, (out, err)
+    lines = [line for line in err.splitlines() if line.startswith("xlex run: error:")]
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert "blew up between t = 360 s and 480 s" in line
+    assert f"{path} holds the 4 complete record(s) before it, marked 'blew up'" in line
+    assert "rerun with a smaller dt (now 60 s), e.g. --dt 30" in line
+    assert "--resume" not in line and ".outputs" not in line and "Traceback" not in err
+    import xarray as xr
+    with xr.open_dataset(path) as f:
+        assert f.sizes["time"] == 4 and f.attrs["xlex_status"] == "blew up"

@@ -97,3 +97,11 @@ def test_a_typo_in_a_file_name_is_one_clear_line(home):
     assert "cm1" in done.stderr and "does not exist" in done.stderr
     assert "xlex datasets cm1-warm-bubble" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_first_command_is_not_warned_about_its_time_step(first_run):
+    """The README's dt (12 s at 400 m) suits the flow its 5 K bubble makes (its
+    Courant number peaks at 1.51 near 17 min, measured): no dt warning."""
+    assert first_run.returncode == 0, first_run.stderr
+    assert "suits the initial state" not in first_run.stderr
+    assert "RuntimeWarning" not in first_run.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from xlex import interrupt
 from xlex.core.dynamics.pressure import SOLVERS
-from xlex.core.errors import XlexError
+from xlex.core.errors import BlowUpError, XlexError
 
 
 def _add_run(sub):
@@ -197,7 +197,29 @@ def _saved_in(path: Path):
 def cmd_run(args):
     out_path = Path(args.resume or args.output)
     with interrupt.saving(_saved_in(out_path)):
-        return _run_case(args)
+        try:
+            return _run_case(args)
+        except BlowUpError as err:  # the runner's message points at .outputs, a Python thing
+            print(f"xlex run: error: {_blew_up(err, out_path)}", file=sys.stderr)
+            return 2
+
+
+def _blew_up(err, path: Path) -> str:
+    """What ``xlex run`` says of a blow-up: what went wrong and where (the
+    runner's words), what the store holds, and that only a smaller dt helps
+    (resuming would run into the same blow-up)."""
+    from xlex.io.store import complete_records
+    what = str(err).split("; reduce dt")[0]
+    dt = err.outputs.attrs.get("xlex_dt") if err.outputs is not None else None
+    try:
+        n = complete_records(path) if path.exists() else 0
+    except XlexError:
+        n = 0
+    held = (f"{path} holds the {n} complete record(s) before it, marked 'blew up'"
+            if n else f"nothing was kept in {path}")
+    smaller = f" (now {dt:g} s), e.g. --dt {dt / 2:g}" if dt else ""
+    return (f"{what}. {held}. Resuming it would blow up again: rerun with a smaller "
+            f"dt{smaller} and --overwrite")
 
 
 def _run_case(args):

@@ -124,6 +124,7 @@ def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
     inputs = dataset_to_inputs(ds)
     physics.check(inputs.grid)
     _check_courant(inputs, dt_s)
+    _warn_dt_for_flow(inputs, dt_s)
     run = Run(inputs=inputs, physics=physics, dtype=np.dtype(precision), dt=dt_s,
               every=every_s, n_outputs=n_outputs, steps_per_output=steps_per_output,
               attrs=_run_attrs(ds.attrs, physics, precision, dt_s, duration_s, every_s))
@@ -145,6 +146,25 @@ def _check_courant(inputs, dt_s):
             f"dt = {dt_s:g} s breaks the CFL limit for the initial state: the Courant number "
             f"dt (|u|/dx + |v|/dy + |w|/dz) is {courant:.3g} > {COURANT_LIMIT}; use dt <= "
             f"{safe!r} s (and mind that the flow may speed up)")
+
+
+def _warn_dt_for_flow(inputs, dt_s):
+    """Warn (RuntimeWarning) when dt suits the initial state but not the flow its
+    buoyancy will make (:func:`xlex.io.plausible.buoyant_speed`): such a run passes
+    :func:`_check_courant` at rest and blows up minutes later."""
+    from xlex.io.plausible import buoyant_speed
+    flow = buoyant_speed(inputs)
+    expected = dt_s * flow.courant_rate
+    if expected <= COURANT_LIMIT:
+        return
+    safe = _floor_significant(COURANT_LIMIT / flow.courant_rate, 2)
+    grid = inputs.grid
+    warnings.warn(
+        f"dt = {dt_s:g} s suits the initial state but likely not the flow it will make: its "
+        f"buoyancy (up to {flow.max_buoyancy:.2g} m s-2) should drive speeds near "
+        f"{flow.courant_rate * min(grid.dx, grid.dy, grid.dz):.0f} m/s (an estimate "
+        f"calibrated on xlex runs), a Courant number near {expected:.2g} > {COURANT_LIMIT}: "
+        f"the run would likely blow up. Use dt <= {safe:g} s", RuntimeWarning, stacklevel=5)
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ from xlex.core.physics.surface import BulkSurface
 from xlex.options import physics_attrs, scheme_from_name
 from xlex.core.errors import OptionError, OptionTypeError
 from xlex.core.grid import MIN_HORIZONTAL_CELLS, Grid
-from xlex.io.convert import coordinates, states_to_dataset
+from xlex.io.convert import MIN_DOMAIN, MIN_SPACING, coordinates, states_to_dataset
 
 
 def _number(name, value, *, positive=True):
@@ -37,6 +37,39 @@ def _cells(length, spacing, axis):
                           f"({axis}_length={length:g} m gives {n:.6g} cells); choose a spacing "
                           "that divides it")
     return int(round(n))
+
+
+def check_plausible_lengths(spacings: dict, lengths: dict) -> None:
+    """Refuse spacings under :data:`~xlex.io.convert.MIN_SPACING` (1 m) or domain sides
+    under :data:`~xlex.io.convert.MIN_DOMAIN` (100 m): not an LES grid, nearly always
+    kilometres given where metres are meant. ``spacings`` and ``lengths`` map option
+    names (``dx``, ``x_length``) to values [m].
+
+    The same limits refuse such coordinates in a Dataset (``dataset_to_inputs``).
+
+    Raises :class:`~xlex.core.errors.OptionError` asking about units, with the
+    values times 1000 as an example."""
+    small = {n: v for n, v in spacings.items() if v < MIN_SPACING}
+    short = {n: v for n, v in lengths.items() if v < MIN_DOMAIN}
+    if not small and not short:
+        return
+    parts = []
+    for value in dict.fromkeys(small.values()):  # dx = dy = dz = 0.4 m
+        parts.append(" = ".join(n for n, v in small.items() if v == value) + f" = {value:g} m")
+    if len(short) == 1:
+        (name, value), = short.items()
+        parts.append(f"a {value:g} m wide domain ({name})")
+    elif short:
+        parts.append(f"a {' x '.join(f'{v:g}' for v in short.values())} m domain "
+                     f"({', '.join(short)})")
+    # spacings that default to dx repeat its value: suggest it once
+    first = {n: v for n, v in small.items() if n == next(k for k in small if small[k] == v)}
+    example = ", ".join(f"{n}={v * 1000:.1f}" for n, v in {**first, **short}.items())
+    plural = len(parts) > 1 or len(small) > 1
+    raise OptionError(
+        f"{' and '.join(parts)} {'are' if plural else 'is'} implausible for an LES (spacings "
+        f"of at least {MIN_SPACING:g} m, domains of at least {MIN_DOMAIN:g} m); lengths are "
+        f"in metres \u2014 did you give kilometres? e.g. {example}")
 
 
 def _keyword_options(builder):
@@ -153,7 +186,8 @@ def warm_bubble(*, theta_c=5.0, dx=400.0, dy=None, dz=None, x_length=24000.0,
     ------
     OptionError, OptionTypeError
         For a non-positive or non-numeric parameter, a spacing that does
-        not divide the domain, or a grid too large for the machine's memory.
+        not divide the domain, a spacing under 1 m or a domain under 100 m
+        (kilometres given as metres), or a grid too large for the machine's memory.
 
     Warns
     -----
@@ -185,6 +219,7 @@ def warm_bubble(*, theta_c=5.0, dx=400.0, dy=None, dz=None, x_length=24000.0,
     rh = _number("relative_humidity", relative_humidity, positive=False)
     if not 0 <= rh <= 1:
         raise OptionError(f"relative_humidity is a fraction in [0, 1] (0.1 = 10 %), got {rh!r}")
+    check_plausible_lengths({"dx": dx, "dy": dy, "dz": dz}, lengths)
     grid = Grid(nx=_cells(lengths["x_length"], dx, "x"), ny=_cells(lengths["y_length"], dy, "y"),
                 nz=_cells(lengths["z_length"], dz, "z"), dx=dx, dy=dy, dz=dz)
     check_grid_size(grid)
@@ -296,6 +331,7 @@ def convective_boundary_layer(*, dx=100.0, dy=None, dz=50.0, x_length=4000.0, y_
     lengths = {n: _number(n, val) for n, val in (("x_length", x_length),
                                                   ("y_length", y_length),
                                                   ("z_length", z_length))}
+    check_plausible_lengths({"dx": dx, "dy": dy, "dz": dz}, lengths)
     for n, val in (("theta0", theta0), ("surface_pressure", surface_pressure),
                    ("mixed_layer_height", mixed_layer_height)):
         _number(n, val)
@@ -429,8 +465,9 @@ def density_current(*, dx=100.0, dz=None, x_length=51200.0, z_length=6400.0, ny=
     ------
     OptionError, OptionTypeError
         For a non-numeric or out-of-range parameter, a spacing that does not
-        divide the domain, too few cells in y, or a grid too large for the
-        machine's memory.
+        divide the domain, a spacing under 1 m or a domain under 100 m
+        (kilometres given as metres), too few cells in y, or a grid too large
+        for the machine's memory.
 
     Examples
     --------
@@ -460,6 +497,12 @@ def density_current(*, dx=100.0, dz=None, x_length=51200.0, z_length=6400.0, ny=
     if nu < 0 or kappa < 0:
         raise OptionError(f"viscosity and diffusivity must be >= 0 m2 s-1, got {nu!r} and "
                           f"{kappa!r}")
+    check_plausible_lengths({"dx": dx, "dy": dy, "dz": dz},
+                            {"x_length": x_length, "z_length": z_length})
+    if ny * dy < MIN_DOMAIN:  # a Dataset this narrow is refused (dataset_to_inputs)
+        raise OptionError(f"the domain is ny * dy = {ny} x {dy:g} m = {ny * dy:g} m wide in y, "
+                          f"under the {MIN_DOMAIN:g} m xlex takes for an LES; give more cells "
+                          f"(ny={math.ceil(MIN_DOMAIN / dy)}) or a larger dy")
     grid = Grid(nx=_cells(x_length, dx, "x"), ny=int(ny), nz=_cells(z_length, dz, "z"),
                 dx=dx, dy=dy, dz=dz)
     check_grid_size(grid)
