@@ -206,27 +206,21 @@ def tiny_network(monkeypatch):
     monkeypatch.setitem(bench.NEURAL, "neural-tiny", "tiny")
 
 
-@pytest.mark.slow
-def test_a_training_step_runs_at_lookahead_1_and_3(tiny_network):
-    """One update each (after a warm-up one) on 6 x 6 x 6 cells, float64: finite,
-    positive times and memory; the 3 truth states of look-ahead 3 make its
-    arguments larger. Slow: compiling the two updates took 25 s and 57 s here
-    (the solver's program, not the network's), the test 115 s under load.
-
-    The scratch memory of look-ahead 3 against 1 is not asserted: it was 0.25 MB
-    and 3.4 MB here (x 13), and 16.5 MB and 88.3 MB on the 16 x 16 x 20 grid
-    (x 5.4), while look-ahead 12 took 92.4 MB there (x 1.05 of look-ahead 3):
-    the checkpointed rollout's memory flattens after the first steps, it is
-    not within 4x of a 1-step one (docs/performance.md)."""
+def test_a_training_step_runs_at_lookahead_2(tiny_network):
+    """One update (after a warm-up one) on 6 x 6 x 6 cells, float64, through a
+    2-step rollout: finite, positive times, memory and loss. (One look-ahead only:
+    compiling each update takes 25 to 60 s of CPU, the solver's program rather
+    than the network's. The scratch memory of look-ahead 3 against 1 was
+    0.25 MB and 3.4 MB here, 16.5 MB and 88.3 MB on 16 x 16 x 20 cells, where
+    look-ahead 12 took 92.4 MB: docs/performance.md.)"""
     records = bench.run(["6x6x6@600x600x400"], ["pcg"], precision="float64", steps=1,
-                        spinup=1, sgs=["neural-tiny"], lookahead=(1, 3), report=lambda r: None)
-    assert [r["lookahead"] for r in records] == [1, 3]
-    for rec in records:
-        assert rec["kind"] == "training" and rec["precision"] == "float64"
-        assert rec["batch_size"] == 1 and rec["network_parameters"] == 1197
-        assert rec["compile_seconds_total"] >= rec["compile_seconds"] > 0
-        assert rec["seconds_per_update"] > 0 and rec["run_seconds_total"] > 0
-        assert rec["temp_bytes"] > 0 and rec["argument_bytes"] > 0
-        assert jnp.isfinite(rec["loss"]) and rec["loss"] > 0
-        json.dumps(rec)  # --json can print it
-    assert records[1]["argument_bytes"] > records[0]["argument_bytes"]
+                        spinup=1, sgs=["neural-tiny"], lookahead=(2,), report=lambda r: None)
+    (rec,) = records
+    assert rec["kind"] == "training" and rec["precision"] == "float64"
+    assert rec["lookahead"] == 2
+    assert rec["batch_size"] == 1 and rec["network_parameters"] == 1197
+    assert rec["compile_seconds_total"] >= rec["compile_seconds"] > 0
+    assert rec["seconds_per_update"] > 0 and rec["run_seconds_total"] > 0
+    assert rec["temp_bytes"] > 0 and rec["argument_bytes"] > 0
+    assert jnp.isfinite(rec["loss"]) and rec["loss"] > 0
+    json.dumps(rec)  # --json can print it
