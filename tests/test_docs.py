@@ -36,7 +36,8 @@ def test_sphinx_build_has_no_warnings(tmp_path):
         f"\n--- stdout (tail) ---\n{result.stdout[-2000:]}")
     for page in ("index", "install", "quickstart", "cases", "cm1", "running", "sgs", "surface",
                  "training", "troubleshooting", "api", "contract", "validation",
-                 "notebooks/01_warm_bubble_vs_cm1", "notebooks/02_gray_zone_smagorinsky"):
+                 "contributing", "notebooks/01_warm_bubble_vs_cm1",
+                 "notebooks/02_gray_zone_smagorinsky", "notebooks/03_train_neural_sgs"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     api = (out / "api.html").read_text(encoding="utf-8")
     for name in ("xlex.accessor.LexAccessor.integrate", "xlex.cases.warm_bubble",
@@ -56,5 +57,9 @@ def test_sphinx_build_has_no_warnings(tmp_path):
                  "xlex.options.resolve_physics", "xlex.options.recorded_physics",
                  "xlex.cases.convective_boundary_layer",
                  "xlex.core.physics.dynamic_smagorinsky.dynamic_smagorinsky_viscosity",
-                 "xlex.core.physics.surface.bulk_surface_fluxes"):
+                 "xlex.core.physics.surface.bulk_surface_fluxes",
+                 # the compilation cache and the training pieces of xlex.ml
+                 "xlex.compilation_cache.enable", "xlex.ml.training.train_online",
+                 "xlex.ml.training.calibrate", "xlex.ml.losses.rollout_loss",
+                 "xlex.ml.paper.truth_runs"):
         assert f'id="{name}"' in api, f"{name} is missing from the API reference"
