@@ -1,9 +1,18 @@
 """Strict numerics for the whole suite: float64 and no silent rank promotion."""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-os.environ.setdefault("XLEX_COMPILATION_CACHE", "0")  # tests never write the user's cache
+# The suite never writes the user's compilation cache: it shares one of its own,
+# made here (in pytest's main process, before xdist starts its workers, which
+# inherit the variable) and removed at the end, so that the workers, the
+# subprocesses tests start and the notebooks load what another already compiled.
+# XLEX_COMPILATION_CACHE=0 in the environment turns it off.
+if "XLEX_COMPILATION_CACHE" not in os.environ:
+    os.environ["XLEX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="xlex-test-cache-")
+    os.environ["XLEX_TEST_CACHE_OWNER"] = str(os.getpid())
 
 import jax
 import pytest
@@ -29,3 +38,9 @@ def cm1_dir():
                     f"{CM1_DIR}: it lives in shared/data/cm1 beside the repository; copy "
                     "that folder there or set XLEX_CM1_DATA to it (docs/contributing.md)")
     return CM1_DIR
+
+
+def pytest_sessionfinish(session):
+    """The process that made the suite's compilation cache removes it."""
+    if os.environ.get("XLEX_TEST_CACHE_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["XLEX_COMPILATION_CACHE"], ignore_errors=True)

@@ -668,8 +668,7 @@ def calibrate(scheme, train, *, parameters=("cs",), bounds=None, test=None, look
     bounds : dict, optional
         ``{name: (low, high)}``; default (0, inf) for each: xlex's schemes
         take positive constants.
-    lookahead, epochs, learning_rate, batch_size, precision, physics, directory,
-    checkpoint_every, seed, progress
+    lookahead, epochs, learning_rate, batch_size, precision, physics, directory, checkpoint_every, seed, progress
         As in :func:`train_online`; the defaults suit a constant of order 0.1
         (steps of ~1e-2 decaying to 1e-3).
 
