@@ -32,7 +32,7 @@ import xarray as xr
 import xlex
 import xlex.runner
 from xlex import cli
-from xlex.core.errors import BlowUpError, OptionError, XlexError
+from xlex.core.errors import BlowUpError, OptionError, OptionTypeError, XlexError
 from xlex.io.store import COMPLETE, NetCDFStore, complete_records, open_store
 from xlex.options import LEGACY_OPTIONS, PHYSICS_ATTR, recorded_physics, resolve_physics
 
@@ -495,6 +495,26 @@ def test_resume_refuses_a_store_without_a_complete_record(copy_of, monkeypatch):
     spoil_from(copy_of, 0)
     with pytest.raises(XlexError, match="no complete record"):
         xlex.resume(copy_of, progress=False)
+
+
+@pytest.mark.parametrize("name, value", [("xlex_dt", "five"), ("xlex_output_every", "60 s"),
+                                         ("xlex_duration", np.array([60.0, 120.0]))])
+def test_resume_refuses_a_recorded_option_that_is_not_a_number(copy_of, monkeypatch, name,
+                                                              value):
+    """A run option edited in the file is named, never read as garbage or a default."""
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
+    with netCDF4.Dataset(copy_of, "a") as nc:
+        nc.setncattr(name, value)
+    longer = None if name == "xlex_duration" else "1min"  # a complete run needs no dt
+    with pytest.raises(XlexError, match=rf"{name} is .*not a number of seconds"):
+        xlex.resume(copy_of, longer, progress=False)
+
+
+@pytest.mark.parametrize("progress", ["no", 0, None])
+def test_progress_must_be_true_or_false(ds0, monkeypatch, progress):
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
+    with pytest.raises(OptionTypeError, match="progress must be True or False"):
+        ds0.lex.integrate("1min", dt=20.0, output_every="1min", progress=progress)
 
 
 def test_resume_of_a_missing_file(tmp_path):

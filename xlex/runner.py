@@ -6,6 +6,7 @@ This is the edge behind ``ds.lex.integrate``: the core never sees xarray.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time as _time
 import warnings
@@ -18,7 +19,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from xlex import interrupt
-from xlex.core.errors import BlowUpError, CFLError, XlexError
+from xlex.core.errors import BlowUpError, CFLError, OptionTypeError, XlexError
 from xlex.core.model import Physics, make_diagnostics, make_step, parameters
 from xlex.core.operators import centred_winds
 from xlex.core.physics.scheme import check_choice
@@ -110,6 +111,8 @@ def integrate(ds: xr.Dataset, duration, *, store=None, overwrite=False, _append_
 def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
                precision="float32", progress=True, store=None, _append_at=None,
                **options) -> xr.Dataset:
+    if not isinstance(progress, (bool, np.bool_)):  # "no" would be taken as true
+        raise OptionTypeError(f"progress must be True or False, got {progress!r}")
     duration_s = to_seconds(duration, "duration")
     dt_s = to_seconds(dt, "dt")
     every_s = to_seconds(output_every, "output_every")
@@ -568,17 +571,29 @@ def _resume(path, duration, progress):
     if done.sizes.get("time", 0) == 0:
         raise XlexError(f"{str(path)!r} holds no complete record to resume from")
     t_last = float(done["time"].values[-1])
+    number = functools.partial(_recorded_seconds, attrs, path)
     if duration is None:
-        t_start = float(attrs.get("xlex_start_time", 0.0))
-        remaining = t_start + float(attrs["xlex_duration"]) - t_last
+        remaining = number("xlex_start_time", 0.0) + number("xlex_duration") - t_last
         if remaining <= 1e-9:
             return open_store(path)
         duration = remaining
-    _integrate(done, duration, dt=float(attrs["xlex_dt"]),
-              output_every=float(attrs["xlex_output_every"]),
-              precision=str(attrs.get("xlex_precision", "float32")), progress=progress,
-              store=path, _append_at=n)
+    _integrate(done, duration, dt=number("xlex_dt"), output_every=number("xlex_output_every"),
+               precision=str(attrs.get("xlex_precision", "float32")), progress=progress,
+               store=path, _append_at=n)
     return open_store(path)
+
+
+def _recorded_seconds(attrs, path, name, default=None) -> float:
+    """A run option in seconds recorded in a store's attributes, or an error
+    naming the attribute (never a default for a recorded value that is bad)."""
+    value = attrs.get(name, default)
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)) and np.isfinite(value)
+    if not ok:
+        raise XlexError(f"{str(path)!r}: its attribute {name} is {value!r}, not a number of "
+                        "seconds; the store was changed after xlex wrote it. Restore the value "
+                        "xlex wrote, or start a new run")
+    return float(value)
 
 
 def _locate_blow_up(state, bad, inputs):
