@@ -367,3 +367,31 @@ def test_correct_runs_after_each_step_and_is_projected(small):
     step = make_step(grid, corrected, 10.0)
     g = jax.grad(lambda p: jnp.mean(step(state, base, p)[0].th))(parameters(corrected))
     assert float(g.sgs.amount) == pytest.approx(1.0, rel=1e-10)
+
+
+# --------------------------------------------------------------------------- 0.1 attributes
+
+
+@pytest.mark.parametrize("attrs, stability", [
+    ({"xlex_sgs": "smagorinsky", "xlex_stability": "False"}, False),
+    ({"xlex_sgs": "smagorinsky", "xlex_stability": "True"}, True),
+    ({"xlex_sgs": "smagorinsky", "xlex_stability": np.int8(0)}, False),
+    ({"xlex_sgs": "smagorinsky", "xlex_stability": np.array([1])}, True),
+])
+def test_recorded_booleans_of_xlex_0_1_are_read_as_written(attrs, stability):
+    """A stored "False" is False (bool("False") is True, which turned the stability
+    correction on in a run recorded without it)."""
+    assert recorded_physics(attrs).sgs.stability is stability
+
+
+@pytest.mark.parametrize("attrs, key, words", [
+    ({"xlex_sgs": "smagorinsky", "xlex_cs": "five"}, "xlex_cs", "not a number"),
+    ({"xlex_sgs": "smagorinsky", "xlex_cs": np.array([0.1, 0.2])}, "xlex_cs", "not a number"),
+    ({"xlex_sgs": "smagorinsky", "xlex_stability": "yes"}, "xlex_stability", "True or False"),
+    ({"xlex_max_iterations": 2.5}, "xlex_max_iterations", "not a whole number"),
+    ({"xlex_sgs": 3}, "xlex_sgs", "not a string"),
+])
+def test_a_recorded_option_of_the_wrong_type_is_named(attrs, key, words):
+    with pytest.raises(OptionError) as info:
+        recorded_physics(attrs)
+    assert key in str(info.value) and words in str(info.value), str(info.value)

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import re
 
+import numpy as np
+
 from xlex.core.dynamics.numerics import SOLVERS, Advection, PressureSolver
 from xlex.core.errors import OptionError, OptionTypeError, XlexError
 from xlex.core.model import SLOT_TYPES, Physics
@@ -263,6 +265,33 @@ LEGACY_OPTIONS = {
 }
 
 
+def _legacy_value(key, kind, value):
+    """``value`` of the attribute ``key`` as ``kind``, or an OptionError naming it
+    ("False" is not True, "five" is not a number, an array is not one value)."""
+    if np.ndim(value) == 1 and np.size(value) == 1:
+        value = np.asarray(value).reshape(())
+    value = value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 \
+        else value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is bool and isinstance(value, str) and value in ("True", "False"):
+        return value == "True"
+    if isinstance(value, str) and value == "none":
+        return value
+    if kind is str:
+        ok = isinstance(value, str)
+    elif kind is bool:
+        ok = isinstance(value, bool) or (number and value in (0, 1))
+    else:
+        ok = number and (kind is float or float(value).is_integer())
+    if not ok:
+        wanted = {str: "a string", bool: "True or False", int: "a whole number",
+                  float: "a number"}[kind]
+        raise OptionError(f"the Dataset's attribute {key} is {value!r}, not {wanted}; restore "
+                          "the value xlex wrote, or delete the attribute and pass the option "
+                          "to integrate")
+    return kind(value)
+
+
 def legacy_options(attrs) -> dict:
     """The options of xlex 0.1 recorded as ``xlex_<name>`` attributes, typed back."""
     out = {}
@@ -270,11 +299,10 @@ def legacy_options(attrs) -> dict:
         key = f"xlex_{name}"
         if key not in attrs:
             continue
-        value = attrs[key]
-        value = value.item() if hasattr(value, "item") else value
+        value = _legacy_value(key, kind, attrs[key])
         if isinstance(value, str) and value == "none" and kind is not str:
             continue
-        out[name] = kind(value)
+        out[name] = value
     # 0.1 recorded every option: keep those of the schemes the run used
     unused = []
     if out.get("sgs", "none") == "none":
