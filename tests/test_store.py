@@ -517,6 +517,25 @@ def test_progress_must_be_true_or_false(ds0, monkeypatch, progress):
         ds0.lex.integrate("1min", dt=20.0, output_every="1min", progress=progress)
 
 
+def test_a_store_open_in_this_process_is_refused_before_compiling(copy_of, ds0, monkeypatch):
+    """A Dataset still open on the store (a notebook's xr.open_dataset) made HDF5 fail
+    with OSError -101 at the first append, after compiling; now resume and an
+    overwriting run say so first, and the file is untouched."""
+    from xlex.io.store import StoreError
+    monkeypatch.setattr(xlex.runner, "make_step", no_compile)
+    before = copy_of.read_bytes()
+    reader = xr.open_dataset(copy_of)
+    reader["th"].load()
+    try:
+        with pytest.raises(StoreError, match="still open in this process"):
+            xlex.resume(copy_of, "1min", progress=False)
+        with pytest.raises(StoreError, match="still open in this process"):
+            ds0.lex.integrate("1min", store=copy_of, overwrite=True, **RUN)
+    finally:
+        reader.close()
+    assert copy_of.read_bytes() == before
+
+
 def test_resume_of_a_missing_file(tmp_path):
     with pytest.raises(XlexError, match="missing.nc"):
         xlex.resume(tmp_path / "missing.nc", progress=False)
