@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 import xlex
 import xlex.runner
@@ -56,10 +56,28 @@ def psi_h(zeta):
     return -5.0 * zeta
 
 
+def hand_most_unstable_zeta(log_m, log_h):
+    """Where (ln(z/z0) - psi_m)^2 / ((ln(z/z0h) - psi_h) |zeta|) is least on [-10, 0)
+    (scipy's bounded Brent search in ln |zeta|): past it the unstable relation has
+    no solution."""
+    def ratio(s):
+        zeta = -math.exp(s)
+        denominator = (log_h - psi_h(zeta)) * abs(zeta)
+        return (log_m - psi_m(zeta)) ** 2 / denominator if denominator > 0 else math.inf
+
+    best = minimize_scalar(ratio, bounds=(math.log(1e-4), math.log(ZETA_CAP)),
+                           method="bounded", options={"xatol": 1e-13})
+    if ratio(best.x) >= ratio(math.log(ZETA_CAP)):
+        return -ZETA_CAP
+    return -math.exp(best.x)
+
+
 def hand_zeta(rib, height, z0, z0h):
     """zeta = z/L solving zeta = Ri_B (ln(z/z0) - psi_m)^2 / (ln(z/z0h) - psi_h) to full
     precision: the root on the branch connected to neutral (the first sign change of
-    the residual going out from zeta = 0), or the cap +-10 where there is none."""
+    the residual going out from zeta = 0), up to the cap +10, or on the unstable side
+    up to the most unstable zeta that has one (hand_most_unstable_zeta), where there
+    is none."""
     if rib == 0.0:
         return 0.0
     log_m, log_h = math.log(height / z0), math.log(height / z0h)
@@ -68,7 +86,8 @@ def hand_zeta(rib, height, z0, z0h):
         return zeta - rib * (log_m - psi_m(zeta)) ** 2 / (log_h - psi_h(zeta))
 
     direction = math.copysign(1.0, rib)
-    points = direction * np.linspace(0.0, ZETA_CAP, 2001)
+    end = ZETA_CAP if rib > 0 else -hand_most_unstable_zeta(log_m, log_h)
+    points = direction * np.linspace(0.0, end, 2001)
     values = [residual(p) for p in points]
     for a, b, ra, rb in zip(points[:-1], points[1:], values[:-1], values[1:], strict=True):
         if rb == 0.0:
@@ -76,7 +95,7 @@ def hand_zeta(rib, height, z0, z0h):
         if ra * rb < 0.0:
             return brentq(residual, min(a, b), max(a, b), xtol=1e-15, rtol=1e-15,
                           maxiter=200)
-    return direction * ZETA_CAP
+    return direction * end
 
 
 def hand_coefficients(height, speed, thv_air, thv_surface, z0, z0h):
@@ -243,6 +262,42 @@ def test_guard_ratio_keeps_the_log_profiles_positive_at_the_cap():
     cd, ch = sf.transfer_coefficients(50.0, jnp.asarray(1.0), jnp.asarray(290.0),
                                       jnp.asarray(300.0), roughness_length=1.0)
     assert np.isfinite(float(cd)) and float(cd) > 0 and np.isfinite(float(ch)) and float(ch) > 0
+
+
+def test_the_coefficients_stay_bounded_and_continuous_in_free_convection():
+    """At z1/z0 = 50 (the smallest allowed) and U = 1 m/s, C_H jumped from 0.24 to
+    1.80 between thv differences of -6.5 and -6.75 K (the unstable relation has no
+    solution past a critical Ri_B, and zeta went to the cap -10), a relaxation time
+    of 5.6 s at dz = 10 m. Now zeta stops at the most unstable solvable value: C_H
+    rises monotonically to at most 0.19, and its largest step between samples
+    shrinks like the square root of their spacing (a fold, not a jump)."""
+    steps = []
+    for n in (1001, 100001):
+        dthv = np.linspace(-12.0, -1e-3, n)
+        cd, ch = (np.asarray(c) for c in sf.transfer_coefficients(
+            5.0, jnp.ones(n), jnp.asarray(300.0 + dthv), jnp.full(n, 300.0),
+            roughness_length=0.1))
+        assert np.all(np.diff(ch) <= 0) and np.all(np.diff(cd) <= 0)  # less unstable, less
+        assert ch.max() < 0.2 and cd.max() < 0.1
+        steps.append(np.abs(np.diff(ch)).max())
+    assert steps[1] < 0.2 * steps[0]  # x 100 finer: x 10 smaller for a fold (sqrt)
+    cap = sf.most_unstable_zeta(math.log(50.0), math.log(50.0))
+    assert -ZETA_CAP < float(cap) < -5.0
+    # a minimum's position is set only to ~ sqrt(round-off) by the function's values
+    assert float(cap) == pytest.approx(hand_most_unstable_zeta(math.log(50.0), math.log(50.0)),
+                                       rel=1e-6)
+
+
+def test_the_heat_coefficient_is_differentiable_in_the_roughness_length():
+    """d C_H / d z0 (through the bisection's Newton step) against central differences,
+    on the unstable branch and where zeta is held at the most unstable value."""
+    for dthv in (-1.0, -9.0):
+        def ch(z0):
+            return sf.transfer_coefficients(5.0, jnp.asarray(1.0), jnp.asarray(300.0 + dthv),
+                                            jnp.asarray(300.0), roughness_length=z0)[1]
+        h = 1e-6
+        fd = (float(ch(0.05 + h)) - float(ch(0.05 - h))) / (2 * h)
+        assert float(jax.grad(ch)(0.05)) == pytest.approx(fd, rel=1e-5)
 
 
 @pytest.mark.parametrize("rib, z0h", [(0.1, 0.1), (0.15, 0.1), (0.18, 0.01)])

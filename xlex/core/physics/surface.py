@@ -20,8 +20,10 @@ psi_h = 2 ln((1 + x^2)/2); for zeta >= 0, psi_m = psi_h = -5 zeta. The
 stability parameter zeta = z1 / L solves zeta = Ri_B (ln(z1/z0) - psi_m)^2 /
 (ln(z1/z0h) - psi_h), with the bulk Richardson number
 Ri_B = g z1 (thv1 - thv_s) / (thv1 U^2): in closed form on the stable side,
-by fixed-point iteration from neutral on the unstable side; ``|zeta|`` is capped
-at 10, as in CAM.
+by bisection on the neutral branch on the unstable side; ``|zeta|`` is capped
+at 10, as in CAM, and on the unstable side also at the most unstable zeta for
+which the relation has a solution (:func:`most_unstable_zeta`), which keeps the
+coefficients continuous and bounded near z1/z0h = 50.
 
 The fluxes are computed once per time step from the state at its start and
 enter the lowest cell as the flux through its bottom face, weighted by the
@@ -46,8 +48,10 @@ from xlex.core.state import BaseState, State
 
 #: Cap on ``|zeta| = |z1 / L|``.
 ZETA_LIMIT = 10.0
-#: Fixed-point iterations for zeta on the unstable side.
-STABILITY_ITERATIONS = 20
+#: Bisection steps for zeta on the unstable side (the bracket [-10, 0] to 1e-14).
+STABILITY_ITERATIONS = 50
+#: Golden-section steps for :func:`most_unstable_zeta` (ln 1e5 to 1e-11).
+UNSTABLE_SEARCH_ITERATIONS = 60
 #: Smallest allowed z1 / z0: below it ln(z1/z0) - psi could change sign at the
 #: zeta cap, and similarity theory does not hold inside the roughness sublayer.
 MINIMUM_HEIGHT_RATIO = 50.0
@@ -88,6 +92,44 @@ def bulk_richardson_number(height, wind_speed, thv_air, thv_surface):
     return constants.GRAVITY * height * (thv_air - thv_surface) / (thv_air * wind_speed ** 2)
 
 
+def _unstable_ratio(zeta, log_m, log_h):
+    """(ln(z/z0) - psi_m)^2 / ((ln(z/z0h) - psi_h) |zeta|) for zeta < 0: the bulk
+    Richardson number is minus its inverse, so the relation zeta(Ri_B) has a
+    solution only while |Ri_B| <= 1 / (its minimum); infinite where the heat
+    denominator is not positive."""
+    denominator = (log_h - stability_function_heat(zeta)) * jnp.abs(zeta)
+    ok = denominator > 0
+    return jnp.where(ok, (log_m - stability_function_momentum(zeta)) ** 2
+                     / jnp.where(ok, denominator, 1.0), jnp.inf)
+
+
+def most_unstable_zeta(log_m, log_h, iterations=UNSTABLE_SEARCH_ITERATIONS):
+    """The most unstable zeta the similarity relation reaches: where
+    :func:`_unstable_ratio` is least on [-:data:`ZETA_LIMIT`, 0) (golden-section
+    search in ln |zeta|; -ZETA_LIMIT when the ratio falls all the way there).
+
+    With z1/z0h large it is the cap; with z1/z0h near :data:`MINIMUM_HEIGHT_RATIO`
+    (ln(z1/z0h) - psi_h(-10) = 0.065 at 50) the relation has no solution past a
+    critical Ri_B of order -1, and holding zeta here, not jumping to the cap,
+    keeps the coefficients continuous and bounded (C_H jumped from 0.18 to 1.80).
+    """
+    golden = 0.5 * (math.sqrt(5.0) - 1.0)
+    lo = jnp.full(jnp.broadcast_shapes(jnp.shape(log_m), jnp.shape(log_h)),
+                  math.log(1e-4), dtype=jnp.result_type(log_m, log_h, float))
+    hi = jnp.full_like(lo, math.log(ZETA_LIMIT))
+    ratio = lambda s: _unstable_ratio(-jnp.exp(s), log_m, log_h)  # noqa: E731
+
+    def shrink(_, bounds):
+        lo, hi = bounds
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        left = ratio(a) <= ratio(b)  # the minimum is in [lo, b]
+        return jnp.where(left, lo, a), jnp.where(left, b, hi)
+
+    lo, hi = jax.lax.fori_loop(0, iterations, shrink, (lo, hi))
+    zeta = -jnp.exp(0.5 * (lo + hi))
+    return jnp.where(zeta <= -ZETA_LIMIT * (1.0 - 1e-9), -ZETA_LIMIT, zeta)  # the cap itself
+
+
 def stability_parameter(richardson, height, *, roughness_length, scalar_roughness_length,
                         iterations=STABILITY_ITERATIONS):
     """zeta = z / L from the bulk Richardson number.
@@ -96,19 +138,34 @@ def stability_parameter(richardson, height, *, roughness_length, scalar_roughnes
     (5 - 25 Ri) zeta^2 + (l_h - 10 Ri l_m) zeta - Ri l_m^2 = 0
     (l_m = ln(z/z0), l_h = ln(z/z0h)), solved in closed form for the root that
     continues the neutral branch; past the critical Ri_B (no such root) zeta
-    takes the cap. Unstable side: fixed-point iteration from neutral.
+    takes the cap. Unstable side: the root on the neutral branch, between 0 and
+    :func:`most_unstable_zeta` (bisection, then one Newton step that carries
+    the derivative); past the last Ri_B with a root, that most unstable zeta.
     """
     # jnp, not math: the roughness lengths may be traced parameters
     log_m = jnp.log(height / roughness_length)
     log_h = jnp.log(height / scalar_roughness_length)
     unstable_ri = jnp.minimum(richardson, 0.0)
+    floor = jax.lax.stop_gradient(most_unstable_zeta(log_m, log_h))
 
-    def update(_, zeta):
-        new = unstable_ri * (log_m - stability_function_momentum(zeta)) ** 2 / (
+    def residual(zeta):  # > 0 at zeta = 0, < 0 at the floor when a root lies between
+        return zeta - unstable_ri * (log_m - stability_function_momentum(zeta)) ** 2 / (
             log_h - stability_function_heat(zeta))
-        return jnp.clip(new, -ZETA_LIMIT, 0.0)
 
-    unstable = jax.lax.fori_loop(0, iterations, update, jnp.zeros_like(richardson))
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        below = residual(mid) < 0  # the root is above mid
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    floor_b = jnp.broadcast_to(floor, jnp.shape(unstable_ri))
+    lo, hi = jax.lax.fori_loop(0, iterations, bisect, (floor_b, jnp.zeros_like(floor_b)))
+    has_root = residual(floor_b) <= 0
+    root = jax.lax.stop_gradient(jnp.where(has_root, 0.5 * (lo + hi), floor_b))
+    value, slope = jax.jvp(residual, (root,), (jnp.ones_like(root),))
+    newton = root - value / jnp.where(slope != 0, slope, 1.0)
+    # the Newton step moves the value by round-off only; it gives the derivative
+    unstable = jnp.where(has_root & (unstable_ri < 0), newton, root)
 
     stable_ri = jnp.maximum(richardson, 0.0)
     a = 5.0 - 25.0 * stable_ri
@@ -118,8 +175,9 @@ def stability_parameter(richardson, height, *, roughness_length, scalar_roughnes
     denominator = b + jnp.sqrt(jnp.where(disc > 0, disc, 0.0))
     # zeta = 2 c / (b + sqrt(disc)): the root through zeta = 0 at Ri = 0, without
     # the cancellation of the textbook form
-    has_root = (disc > 0) & (denominator > 2.0 * c / ZETA_LIMIT)
-    stable = jnp.where(has_root, 2.0 * c / jnp.where(has_root, denominator, 1.0), ZETA_LIMIT)
+    has_stable_root = (disc > 0) & (denominator > 2.0 * c / ZETA_LIMIT)
+    stable = jnp.where(has_stable_root,
+                       2.0 * c / jnp.where(has_stable_root, denominator, 1.0), ZETA_LIMIT)
     return jnp.where(richardson >= 0, stable, unstable)
 
 
