@@ -44,3 +44,27 @@ def pytest_sessionfinish(session):
     """The process that made the suite's compilation cache removes it."""
     if os.environ.get("XLEX_TEST_CACHE_OWNER") == str(os.getpid()):
         shutil.rmtree(os.environ["XLEX_COMPILATION_CACHE"], ignore_errors=True)
+
+
+#: The slowest files of the suite, slowest first (seconds of one CI run, 2 cores):
+#: xdist (``--dist loadfile --no-loadscope-reorder``) hands out whole files in
+#: this order, so the long ones start first and no worker waits at the end on a
+#: notebook started last. Files not named follow in their usual order.
+SLOW_FILES = (
+    "notebooks/03_train_neural_sgs.ipynb", "tests/test_training.py", "tests/test_seam.py",
+    "tests/test_store_kill.py", "tests/test_stepping.py", "tests/test_store.py",
+    "tests/test_cli.py", "tests/test_density_current.py", "tests/test_model.py",
+    "notebooks/02_gray_zone_smagorinsky.ipynb", "tests/test_sponge.py",
+    "tests/test_smagorinsky.py", "tests/test_neural_sgs.py", "tests/test_bench.py",
+    "tests/test_dynamic_smagorinsky.py", "tests/test_cases.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+
+    def key(item):
+        path = item.nodeid.split("::")[0]
+        return rank.get(path, len(SLOW_FILES))
+
+    items.sort(key=key)  # stable: the order within a file, and of the rest, is kept
