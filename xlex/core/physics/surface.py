@@ -93,9 +93,9 @@ def bulk_richardson_number(height, wind_speed, thv_air, thv_surface):
 
 
 def _unstable_ratio(zeta, log_m, log_h):
-    """(ln(z/z0) - psi_m)^2 / ((ln(z/z0h) - psi_h) |zeta|) for zeta < 0: the bulk
+    """(ln(z/z0) - psi_m)^2 / ((ln(z/z0h) - psi_h) (-zeta)) for zeta < 0: the bulk
     Richardson number is minus its inverse, so the relation zeta(Ri_B) has a
-    solution only while |Ri_B| <= 1 / (its minimum); infinite where the heat
+    solution only while -Ri_B <= 1 / (its minimum); infinite where the heat
     denominator is not positive."""
     denominator = (log_h - stability_function_heat(zeta)) * jnp.abs(zeta)
     ok = denominator > 0
@@ -106,7 +106,7 @@ def _unstable_ratio(zeta, log_m, log_h):
 def most_unstable_zeta(log_m, log_h, iterations=UNSTABLE_SEARCH_ITERATIONS):
     """The most unstable zeta the similarity relation reaches: where
     :func:`_unstable_ratio` is least on [-:data:`ZETA_LIMIT`, 0) (golden-section
-    search in ln |zeta|; -ZETA_LIMIT when the ratio falls all the way there).
+    search in ln(-zeta); -ZETA_LIMIT when the ratio falls all the way there).
 
     With z1/z0h large it is the cap; with z1/z0h near :data:`MINIMUM_HEIGHT_RATIO`
     (ln(z1/z0h) - psi_h(-10) = 0.065 at 50) the relation has no solution past a
