@@ -665,6 +665,67 @@ def test_a_second_writer_of_a_live_store_is_refused_and_the_first_completes(stre
         assert_records_equal(f, reference, FIELDS + DERIVED)
 
 
+SMAGORINSKY_CHILD = textwrap.dedent("""
+    import sys, time
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    import xlex
+    from xlex.io import store
+
+    for writer in (store.NetCDFStore, store.ZarrStore):
+        def append(self, record, _append=writer.append):
+            _append(self, record)
+            print(f"records {self.next}", flush=True)
+            time.sleep(float(sys.argv[2]))  # the parent's kill lands in this pause or the next write
+
+        writer.append = append
+    ds = xlex.cases.warm_bubble(theta_c=5.0, dx=2000.0)
+    ds.lex.integrate("5min", dt=20.0, output_every="1min", precision="float64",
+                     sgs=xlex.Smagorinsky(), progress=False, store=sys.argv[1])
+    print("finished", flush=True)
+""")
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_a_smagorinsky_float64_run_killed_at_a_random_moment_resumes_bit_for_bit(
+        ds0, tmp_path, suffix):
+    """The random-kill harness of tests/test_store_kill.py drives the store alone; this is
+    the same with the model: a float64 run with Smagorinsky streamed by another process,
+    SIGKILLed at a random moment after a random record (in a pause or in the next
+    write), read with xlex (complete records only), resumed, and equal bit for bit to
+    the uninterrupted run, km and kh included."""
+    rng = np.random.default_rng(12 if suffix == ".nc" else 13)
+    after, pause = int(rng.integers(1, 5)), float(rng.uniform(0.0, 0.3))
+    reference = ds0.lex.integrate("5min", sgs=xlex.Smagorinsky(), **RUN)
+    path = tmp_path / f"smag{suffix}"
+    proc = subprocess.Popen([sys.executable, "-c", SMAGORINSKY_CHILD, str(path), str(pause)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    try:
+        line = ""
+        while not line.startswith(f"records {after + 1}"):
+            line = proc.stdout.readline()
+            assert line and not line.startswith("finished"), proc.stderr.read()[-3000:]
+        time.sleep(rng.uniform(0.0, pause + 0.05))
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+    n = complete_records(path)
+    assert after + 1 <= n <= 6
+    killed = open_store(path)
+    assert killed.sizes["time"] == n
+    names = FIELDS + DERIVED + ("km", "kh")
+    assert_records_equal(killed, reference.isel(time=slice(0, n)), names)
+    resumed = xlex.resume(path, progress=False)
+    assert_records_equal(resumed, reference, names)
+    assert resumed.attrs["xlex_status"] == "complete"
+
+
 SELF_KILL = textwrap.dedent("""
     import os, signal, sys
     import jax

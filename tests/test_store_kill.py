@@ -64,23 +64,22 @@ def check_prefix(ds, n_expected_min=0):
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
 def test_kill_at_random_moments_leaves_complete_records_and_attributes(tmp_path, suffix):
-    """20 kills -9 at spread-out moments: readers see only complete records and
+    """20 kills -9 at spread-out moments, each once the store exists (it appears
+    whole, by rename), all 20 checked: readers see only complete records and
     every run option survives (old Zarr append rewrote the attributes key by key,
     so kills left 16-40 of 51 keys)."""
     rng = np.random.default_rng(15)
-    survived = 0
     for trial in range(20):
         path = tmp_path / f"run{trial}{suffix}"
         proc = start_writer(tmp_path, path, 400)
         # wait for the store to exist, then kill at a random moment of the writing
         t0 = time.monotonic()
-        while not path.exists() and time.monotonic() - t0 < 30:
+        while not path.exists() and time.monotonic() - t0 < 120:
             time.sleep(0.01)
+        assert path.exists(), "the writer made no store in 2 min"
         time.sleep(rng.uniform(0.0, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if not path.exists():
-            continue
         ds = st.open_store(path)
         check_prefix(ds)
         n = ds.sizes["time"]
@@ -99,8 +98,6 @@ def test_kill_at_random_moments_leaves_complete_records_and_attributes(tmp_path,
         else:
             with xr.open_dataset(path) as plain:
                 assert int(plain["record_complete"].sum()) >= n + 3
-        survived += 1
-    assert survived >= 15  # a few kills may land before the first file is renamed into place
 
 
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
