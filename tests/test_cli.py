@@ -308,6 +308,14 @@ def test_figure_times_span_the_run():
     assert pick_times([0.0, 60.0, 120.0]) == [0.0, 60.0, 120.0]
 
 
+def test_panel_titles_give_times_in_minutes_and_seconds():
+    """Outputs every 20 s gave titles such as 't = 1.33333 min'."""
+    from xlex.plot import time_label
+    assert [time_label(t) for t in (0.0, 80.0, 160.0, 1200.0, 40.0, 7.5)] == [
+        "t = 0 min", "t = 1 min 20 s", "t = 2 min 40 s", "t = 20 min", "t = 40 s",
+        "t = 7.5 s"]
+
+
 def test_section_panels_have_their_own_colour_range_and_long_name(runs):
     import matplotlib
     matplotlib.use("Agg")

@@ -42,6 +42,19 @@ def pick_times(t, n=4):
     return [float(t[i]) for i in idx]
 
 
+def time_label(seconds) -> str:
+    """``t = ...`` for a panel title: whole minutes as "20 min", others as
+    "1 min 20 s" or "40 s" (not "1.33333 min")."""
+    seconds = float(seconds)
+    whole = round(seconds)
+    if abs(seconds - whole) > 1e-6:
+        return f"t = {seconds:g} s"
+    minutes, rest = divmod(int(whole), 60)
+    if not rest:
+        return f"t = {minutes} min"
+    return f"t = {minutes} min {rest} s" if minutes else f"t = {rest} s"
+
+
 def _pick_times(ds, times, n=4):
     if "time" not in ds.dims:
         return [None]
@@ -101,7 +114,7 @@ def plot_section(ds: xr.Dataset, var: str = "thpert", *, times=None, y=None, cma
     for ax, d, t in zip(axes[0], data, times, strict=True):
         vmax = _robust_limit(d.values)  # per panel: a decaying bubble stays visible
         m = _draw(ax, d, -vmax, vmax, cmap,
-                  f"{symbol}, t = {t / 60:g} min" if t is not None else symbol)
+                  f"{symbol}, {time_label(t)}" if t is not None else symbol)
         fig.colorbar(m, ax=ax, orientation="horizontal", shrink=0.85, pad=0.02,
                      label=ds[var].attrs.get("units", ""))
     fig.suptitle(f"{label(ds[var], var)}, x-z section at y = {y / 1000:g} km "
@@ -127,7 +140,7 @@ def compare(a: xr.Dataset, b: xr.Dataset, var: str = "thpert", times=None, *,
         vmax = _robust_limit(rows[0][c].values, rows[1][c].values)
         for r, name in enumerate(labels):
             m = _draw(axes[r][c], rows[r][c], -vmax, vmax, cmap,
-                      f"{name}: {symbol}, t = {t / 60:g} min")
+                      f"{name}: {symbol}, {time_label(t)}")
         fig.colorbar(m, ax=[axes[0][c], axes[1][c]], orientation="horizontal", shrink=0.85,
                      pad=0.02, label=a[var].attrs.get("units", ""))
     fig.suptitle(f"{label(a[var], var)}, x-z section at y = {y / 1000:g} km "
