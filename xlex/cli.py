@@ -482,9 +482,11 @@ def cmd_compare(args):
               f"{float(row['MS-SSIM']):10.5f}")
     prefix = args.figures or str(Path(args.run).with_suffix(""))
     pick = plot.pick_times(table.time.values, 4)  # shared times, first to last
-    plot.compare(run, ref, args.var, pick, labels=("xlex", "reference")).savefig(
+    names = (Path(args.run).stem, Path(args.reference).stem)  # the files, not "CM1" always
+    plot.compare(run, ref, args.var, pick, labels=names).savefig(
         f"{prefix}_{args.var}_sections.png", dpi=110)
-    plot.metrics(run, ref, args.var).savefig(f"{prefix}_{args.var}_metrics.png", dpi=110)
+    plot.metrics(run, ref, args.var, label=" vs ".join(names)).savefig(
+        f"{prefix}_{args.var}_metrics.png", dpi=110)
     print(f"wrote {prefix}_{args.var}_sections.png and {prefix}_{args.var}_metrics.png")
     return 0
 
