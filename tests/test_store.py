@@ -933,7 +933,6 @@ def test_ctrl_c_keeps_the_store_and_resume_finishes_it(ds0, tmp_path, monkeypatc
 
 
 # the CLI's default float32 pcg solve stalls above its 1e-5 tolerance on this coarse grid
-@pytest.mark.filterwarnings("ignore:the pressure solve hit max_iterations:RuntimeWarning")
 def test_cli_run_streams_and_resumes(tmp_path):
     f = tmp_path / "cli.nc"
     code, out, err = run_main(["run", "--dx", "2000", "--duration", "2min", "--dt", "20",
