@@ -119,6 +119,23 @@ def child_env():
     return env
 
 
+@contextlib.contextmanager
+def child(script, *args):
+    """A Python process running ``script`` with ``args`` (text pipes), killed and
+    reaped on leaving, whatever happened."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 @pytest.fixture(scope="module")
 def ds0():
     return xlex.cases.warm_bubble(theta_c=5.0, dx=2000.0)
@@ -581,12 +598,9 @@ def test_kill_and_resume_is_bit_for_bit(streamed, tmp_path, torn_child):
     """
     reference = streamed[1]
     path = tmp_path / "killed.nc"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env())
     seen = 0
     deadline = time.monotonic() + 150
-    try:
+    with child(CHILD, path) as proc:
         while seen < 3:
             left = deadline - time.monotonic()
             assert left > 0, "the child wrote too slowly"
@@ -598,12 +612,6 @@ def test_kill_and_resume_is_bit_for_bit(streamed, tmp_path, torn_child):
             assert not line.startswith("finished"), "the child finished before the kill"
             seen = int(line.split()[1])
         os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
     n = complete_records(path)
@@ -634,10 +642,7 @@ def test_a_second_writer_of_a_live_store_is_refused_and_the_first_completes(stre
     from xlex.io.store import StoreLockedError
     reference = streamed[1]
     path = tmp_path / "live.nc"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env())
-    try:
+    with child(CHILD, path) as proc:
         line = ""
         while not line.startswith("records 2"):
             line = proc.stdout.readline()
@@ -653,12 +658,6 @@ def test_a_second_writer_of_a_live_store_is_refused_and_the_first_completes(stre
         rest = proc.stdout.read()
         assert proc.wait(timeout=120) == 0, proc.stderr.read()[-3000:]
         assert rest.strip().endswith("finished")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
     assert complete_records(path) == 6
     with xr.open_dataset(path) as f:
         assert f.attrs["xlex_status"] == "complete"
@@ -699,22 +698,13 @@ def test_a_smagorinsky_float64_run_killed_at_a_random_moment_resumes_bit_for_bit
     after, pause = int(rng.integers(1, 5)), float(rng.uniform(0.0, 0.3))
     reference = ds0.lex.integrate("5min", sgs=xlex.Smagorinsky(), **RUN)
     path = tmp_path / f"smag{suffix}"
-    proc = subprocess.Popen([sys.executable, "-c", SMAGORINSKY_CHILD, str(path), str(pause)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env())
-    try:
+    with child(SMAGORINSKY_CHILD, path, pause) as proc:
         line = ""
         while not line.startswith(f"records {after + 1}"):
             line = proc.stdout.readline()
             assert line and not line.startswith("finished"), proc.stderr.read()[-3000:]
         time.sleep(rng.uniform(0.0, pause + 0.05))
         os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
     n = complete_records(path)
     assert after + 1 <= n <= 6
     killed = open_store(path)

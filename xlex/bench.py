@@ -417,10 +417,8 @@ def bench_training(size: str, lookahead: int, *, batch_size=1, precision=TRAININ
         schedule = training.check_schedule(lookahead=lookahead, epochs=1,
                                            learning_rate=(1e-3, 1e-6), batch_size=batch_size,
                                            precision=precision, seed=0)
-        problem = training._Problem(
-            physics=Physics(pressure=PressureSolver(method=solver), sgs=model),
-            select=lambda path: training._path_names(path)[:2] == ["sgs", "weights"],
-            bounds=None, label="NeuralSGS")
+        problem = training.network_problem(
+            Physics(pressure=PressureSolver(method=solver), sgs=model))
         engine = training._Engine(problem, windows, schedule, total_steps=updates + 1)
         args = (engine.moving, engine.optimiser.init(engine.moving), engine.fixed,
                 engine.scales, *engine.batch(windows, np.arange(batch_size), lookahead))

@@ -223,6 +223,15 @@ class _Problem:
     names: tuple = ()  # names of the moving leaves, recorded per step (calibration)
 
 
+def network_problem(physics) -> _Problem:
+    """The fit of the weights of the NeuralSGS in ``physics``'s sgs slot (the
+    rest of the physics fixed), as :func:`train_online` and ``xlex bench
+    --training`` make it."""
+    return _Problem(physics=physics,
+                    select=lambda path: _path_names(path)[:2] == ["sgs", "weights"],
+                    bounds=None, label="NeuralSGS")
+
+
 def _split(params, select):
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     mask = [bool(select(path)) for path, _ in flat]
@@ -606,9 +615,7 @@ def train_online(train, *, model=None, test=None, lookahead=(3, 6, 12), epochs=1
                               f"got {type(model).__name__}")
     model.check(grid)
     trainee = dataclasses.replace(model, precision=schedule.precision)
-    problem = _Problem(physics=_in_physics(physics, "sgs", trainee),
-                       select=lambda path: _path_names(path)[:2] == ["sgs", "weights"],
-                       bounds=None, label="NeuralSGS")
+    problem = network_problem(_in_physics(physics, "sgs", trainee))
     params, history = _fit(problem, train, test, schedule, directory=directory,
                            checkpoint_every=checkpoint_every, progress=progress)
     weights = jax.tree.map(lambda new, old: np.asarray(new, np.asarray(old).dtype),
