@@ -6,6 +6,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from xlex import bench, compilation_cache
@@ -72,6 +73,10 @@ def test_help_shows_the_defaults(capsys):
     (["--solvers", "multigrid"], ["multigrid", "pcg"]),
     (["--sgs", "neural-big"], ["neural-big"]),
     (["--steps", "0"], ["--steps", ">= 1"]),
+    (["--devices", "two"], ["--devices", "integers >= 1"]),
+    (["--members", "0"], ["--members", "integers >= 1"]),
+    (["--devices", "64"], ["--devices 64", "only"]),  # this process has fewer
+    (["--training", "--members", "2"], ["--members", "--training", "--batch-size"]),
 ])
 def test_bad_options_fail_before_compiling(fake, argv, words):
     with pytest.raises(OptionError) as info:
@@ -96,6 +101,18 @@ def test_a_real_case_splits_compile_and_run():
     assert rec["compile_seconds_total"] >= rec["compile_seconds"] > 0
     assert rec["run_seconds_total"] > 0 and rec["seconds_per_step"] > 0
     assert rec["pressure_iterations"] > 0 and rec["cache_hits"] >= 0
+
+
+def test_an_ensemble_case_counts_the_points_of_every_member():
+    one = bench.bench_case("12x12x6", "pcg", steps=1, spinup=1)
+    rec = bench.bench_case("12x12x6", "pcg", steps=1, spinup=1, members=3)
+    assert rec["members"] == 3 and rec["devices"] == 1
+    assert rec["points_per_second"] == pytest.approx(3 * 864 / rec["seconds_per_step"])
+    # the program holds three states: about three times the memory of one
+    assert 2.5 < rec["bytes_per_point"] * 3 / one["bytes_per_point"] < 3.5
+    assert np.isnan(rec["pressure_seconds_per_step"])  # probed on single runs only
+    assert bench.Case("step", "12x12x6", members=3, devices=2).label() == (
+        "12x12x6 none pcg 3m 2dev")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_sphinx_build_has_no_warnings(tmp_path):
         f"sphinx exited with {result.returncode}\n--- stderr ---\n{result.stderr[-6000:]}"
         f"\n--- stdout (tail) ---\n{result.stdout[-2000:]}")
     for page in ("index", "install", "quickstart", "cases", "cm1", "running", "sgs", "surface",
-                 "training", "troubleshooting", "api", "contract", "validation",
+                 "training", "parallel", "troubleshooting", "api", "contract", "validation",
                  "contributing", "notebooks/01_warm_bubble_vs_cm1",
                  "notebooks/02_gray_zone_smagorinsky", "notebooks/03_train_neural_sgs"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
@@ -61,5 +61,8 @@ def test_sphinx_build_has_no_warnings(tmp_path):
                  # the compilation cache and the training pieces of xlex.ml
                  "xlex.compilation_cache.enable", "xlex.ml.training.train_online",
                  "xlex.ml.training.calibrate", "xlex.ml.losses.rollout_loss",
-                 "xlex.ml.paper.truth_runs"):
+                 "xlex.ml.paper.truth_runs",
+                 # runs over several devices
+                 "xlex.core.parallel.make_mesh", "xlex.core.parallel.domain_split",
+                 "xlex.runner.run_mesh"):
         assert f'id="{name}"' in api, f"{name} is missing from the API reference"

@@ -376,12 +376,16 @@ def test_float32_projection_meets_the_tolerance_on_the_true_divergence():
 
 def test_solve_info_of_a_converged_float64_solve(coef):
     rhs = zero_mean(rng_field(43))
-    for solver in ("pcg", "bicgstab"):
-        phi, its, info = solve(rhs, coef, solver=solver, tolerance=1e-9, max_iterations=5000,
-                               return_info=True)
-        assert bool(info.converged) and not bool(info.breakdown), solver
-        assert float(info.relative_residual) == pytest.approx(
-            relative_residual(phi, rhs, coef), rel=1e-6)
+    exact, _ = solve(rhs, coef, tolerance=1e-13, max_iterations=5000)
+    # from zero, and from a close guess as a run's later stages start: the residual
+    # is the divergence left over the whole right-hand side, not the correction's
+    for guess in (None, exact + 1e-6 * zero_mean(rng_field(45))):
+        for solver in ("pcg", "bicgstab"):
+            phi, its, info = solve(rhs, coef, guess=guess, solver=solver, tolerance=1e-9,
+                                   max_iterations=5000, return_info=True)
+            assert bool(info.converged) and not bool(info.breakdown), solver
+            assert float(info.relative_residual) == pytest.approx(
+                relative_residual(phi, rhs, coef), rel=1e-6)
     # too few iterations: not converged, no breakdown, the residual says how far
     _, its, info = solve(rhs, coef, solver="bicgstab", tolerance=1e-9, max_iterations=2,
                          return_info=True)

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from fakes import solve_info
 
 import xlex
 import xlex.runner as runner
@@ -103,3 +104,65 @@ def test_a_long_cpu_run_is_announced_with_an_estimate():
         warnings.simplefilter("error")
         runner._warn_cost(small, runner.estimated_seconds_per_step(small))
         runner._warn_cost(big, None)  # no estimate off the CPU
+
+
+# --------------------------------------------------------------------------- pressure solves
+# issue 10 item 5: every output records the largest divergence its projections
+# left; an unconverged solve or a Krylov breakdown is said once per run
+
+
+def solve_report(residual, breakdown=False):
+    """A ``make_step`` whose step warms th and reports pressure solves that left
+    ``residual`` (and broke down when ``breakdown``), cheap to compile."""
+    import dataclasses
+
+
+    def make_step(grid, physics, dt):
+        def step(s, base, params):
+            return dataclasses.replace(s, th=s.th + 0.01), solve_info(
+                s.th.dtype, iterations=2, residual=residual, breakdown=breakdown)
+        return step
+    return make_step
+
+
+@pytest.mark.parametrize("precision, tolerance", [("float32", 1e-5), ("float64", 1e-10)])
+def test_each_output_records_the_divergence_its_projections_left(precision, tolerance):
+    ds0 = xlex.cases.warm_bubble(dx=2000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # converged solves say nothing
+        out = ds0.lex.integrate("3min", dt=20.0, output_every="1min", precision=precision,
+                                progress=False)
+    residual = out["pressure_residual"]
+    assert residual.dims == ("time",) and residual.dtype == np.dtype(precision)
+    assert float(residual[0]) == 0.0  # no solve made the initial state
+    assert (residual[1:] > 0).all() and (residual[1:] <= tolerance).all(), residual.values
+    assert "relative residual" in residual.attrs["long_name"]
+
+
+def test_solves_stopped_by_max_iterations_are_recorded_and_said_once():
+    ds0 = xlex.cases.warm_bubble(dx=2000.0)
+    with pytest.warns(RuntimeWarning) as said:
+        out = ds0.lex.integrate("3min", dt=20.0, output_every="1min", precision="float64",
+                                max_iterations=1, tolerance=1e-12, progress=False)
+    messages = [str(w.message) for w in said if "pressure" in str(w.message)]
+    assert len(messages) == 1, messages  # three intervals, one warning
+    assert "max_iterations=1 before t = 60 s" in messages[0]
+    assert "pressure_residual" in messages[0]
+    assert (out["pressure_residual"][1:] > 1e-12).all()
+
+
+def test_a_residual_above_the_tolerance_is_said_once(monkeypatch):
+    monkeypatch.setattr(runner, "make_step", solve_report(3e-4))
+    with pytest.warns(RuntimeWarning, match=r"relative residual of 0.0003, above the "
+                                            r"tolerance 1e-05, before t = 60 s") as said:
+        out = xlex.cases.warm_bubble(dx=2000.0).lex.integrate("2min", **RUN, progress=False)
+    assert len([w for w in said if "pressure" in str(w.message)]) == 1
+    np.testing.assert_allclose(out["pressure_residual"].values, [0, 3e-4, 3e-4], rtol=1e-6)
+
+
+def test_a_krylov_breakdown_is_said(monkeypatch):
+    monkeypatch.setattr(runner, "make_step", solve_report(0.5, breakdown=True))
+    with pytest.warns(RuntimeWarning, match=r"pressure solve broke down .*before t = 60 s, "
+                                            r"leaving a relative residual of 0.5") as said:
+        xlex.cases.warm_bubble(dx=2000.0).lex.integrate("2min", **RUN, progress=False)
+    assert len([w for w in said if "pressure" in str(w.message)]) == 1

@@ -28,6 +28,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from fakes import solve_info
 
 import xlex
 import xlex.runner
@@ -38,7 +39,7 @@ from xlex.options import LEGACY_OPTIONS, PHYSICS_ATTR, recorded_physics, resolve
 
 RUN = dict(dt=20.0, output_every="1min", precision="float64", progress=False)
 FIELDS = ("u", "v", "w", "th", "qv", "pipert")
-DERIVED = ("thpert", "qvpert", "thrho", "pressure_iterations")
+DERIVED = ("thpert", "qvpert", "thrho", "pressure_iterations", "pressure_residual")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -48,7 +49,7 @@ def fake_make_step(update):
     """A ``make_step`` whose step applies ``update(state) -> state`` (cheap to compile)."""
     def make_step(grid, physics, dt):
         def step(s, base, params):
-            return update(s), {"pressure_iterations": jnp.ones(4, jnp.int32)}
+            return update(s), solve_info(s.th.dtype)
         return step
     return make_step
 
@@ -222,6 +223,40 @@ def test_store_equals_the_returned_dataset(streamed):
     xr.testing.assert_identical(loaded, expected)
     xr.testing.assert_identical(open_store(path), expected)
     assert_records_equal(loaded, out, FIELDS + DERIVED)
+
+
+def test_a_run_with_a_store_returns_it_read_lazily(streamed, ds0):
+    path, out = streamed
+    import dask.array
+    assert isinstance(out["th"].data, dask.array.Array)  # left in the file until used
+    unstored = ds0.lex.integrate("5min", **RUN)  # the same run, kept in memory
+    assert isinstance(unstored["th"].data, np.ndarray)
+    assert_records_equal(out, unstored, FIELDS + DERIVED)
+    xlex.io.store.check_not_open(path)  # the lazy Dataset holds no file open
+
+
+@pytest.mark.parametrize("suffix", ["nc", "zarr"])
+def test_memory_does_not_grow_with_the_outputs_of_a_stored_run(ds0, tmp_path, monkeypatch,
+                                                                suffix):
+    monkeypatch.setattr(xlex.runner, "make_step", fake_make_step(warm_by(1.0)))
+    most = {}
+    add = xlex.runner.Records.add
+
+    def counting_add(self, *args):
+        add(self, *args)
+        most[id(self)] = max(most.get(id(self), 0), self.held)
+
+    monkeypatch.setattr(xlex.runner.Records, "add", counting_add)
+    stored = ds0.lex.integrate("20min", store=tmp_path / f"run.{suffix}", **RUN)
+    kept = ds0.lex.integrate("20min", **RUN)
+    held_stored, held_kept = most.values()
+    assert held_kept == 21  # without a store every record stays in memory
+    assert held_stored <= 2  # with one, at most the record written and the one before
+    assert_records_equal(stored, kept, FIELDS + DERIVED)
+    # resumed further, the store is still read lazily and the old records are the same
+    longer = xlex.resume(tmp_path / f"run.{suffix}", "5min", progress=False)
+    assert longer.sizes["time"] == 26 and list(most.values())[2] <= 2
+    assert_records_equal(longer.isel(time=slice(0, 21)), kept, FIELDS + DERIVED)
 
 
 def test_open_store_selects_records(streamed):

@@ -18,7 +18,8 @@ class LexAccessor:
         self._ds = ds
 
     def integrate(self, duration, *, dt, output_every, physics=None, precision="float32",
-                  progress=True, store=None, overwrite=False, **options) -> xr.Dataset:
+                  progress=True, store=None, overwrite=False, devices=None,
+                  **options) -> xr.Dataset:
         """Integrate the state forward in time.
 
         The last record along ``time`` (or the Dataset itself if it has no
@@ -51,9 +52,18 @@ class LexAccessor:
             NetCDF file (``.nc``) to which every output record is written and
             flushed as soon as it is computed, so that after a crash, a kill or
             Ctrl-C the file holds every completed record; continue it with
-            :func:`xlex.runner.resume`.
+            :func:`xlex.runner.resume`. The run then keeps no record in memory
+            after writing it, and returns the store read lazily (dask arrays,
+            :func:`xlex.io.store.open_store_lazily`): a long run's memory does
+            not grow with its number of outputs.
         overwrite : bool
             Replace an existing ``store``; without it an existing file is an error.
+        devices : int or list of jax devices, optional
+            Split the run over several devices (default: one): a single run
+            into slabs along y (``ny`` must divide into slabs of at least 3
+            rows), an ensemble by members. Results equal the single-device run
+            to round-off; outputs are gathered at each output time. See
+            docs/parallel.md.
         **options
             A slot of :class:`xlex.Physics` (``advection``, ``pressure``,
             ``rotation``, ``sgs``, ``surface``) as a scheme object, e.g.
@@ -69,7 +79,9 @@ class LexAccessor:
         xarray.Dataset
             States at the start and at every output time (``time`` in s),
             with u, v, w, th, qv, pipert, thpert, qvpert, thrho, the base
-            state, ``pressure_iterations``, and every option in the attributes.
+            state, ``pressure_iterations`` and ``pressure_residual`` (the largest
+            divergence a projection left since the previous output, relative
+            to the divergence it removed), and every option in the attributes.
             If interrupted (Ctrl-C), the outputs completed so far, with
             ``xlex_status = "interrupted"``.
 
@@ -93,7 +105,7 @@ class LexAccessor:
         """
         return runner.integrate(self._ds, duration, dt=dt, output_every=output_every,
                                 physics=physics, precision=precision, progress=progress,
-                                store=store, overwrite=overwrite, **options)
+                                store=store, overwrite=overwrite, devices=devices, **options)
 
     def correlation(self, other: xr.Dataset, var: str) -> xr.DataArray:
         """Pearson correlation with ``other`` over all grid points, per time (paper eq. 27).

@@ -41,8 +41,10 @@ from xlex.core.errors import OptionError
 from xlex.core.grid import Grid
 from xlex.core.initial import moist_base_state, warm_bubble_state
 from xlex.core.model import Physics, make_step, parameters
+from xlex.core.parallel import place
 from xlex.core.stepping import advance
 from xlex.options import scheme_from_name
+from xlex.runner import run_mesh
 
 #: ``xlex bench`` with no options times these sizes with both solvers in
 #: about a minute on a 2-core laptop CPU (docs/performance.md).
@@ -271,9 +273,18 @@ def _time_network(clock, params, state, base, steps):
 
 
 def bench_case(size: str, solver: str, *, precision="float32", steps=DEFAULT_STEPS,
-               spinup=DEFAULT_SPINUP, dt=None, sgs="none", shared=None):
+               spinup=DEFAULT_SPINUP, dt=None, sgs="none", shared=None, devices=1,
+               members=1):
     """Time one grid size with one solver and subgrid scheme; returns a dict record
     (for a neural scheme also the seconds per step of the correction alone).
+
+    With ``members`` > 1 the step runs an ensemble of that many copies at once
+    (vmapped, as ``integrate`` runs one), and ``points_per_second`` counts the
+    points of every member; with ``devices`` > 1 the run is split over that
+    many devices as ``integrate(devices=...)`` splits it (the domain along y,
+    or an ensemble by members). ``bytes_per_point`` is XLA's memory of the
+    compiled step program on one device (arguments, outputs and scratch) per
+    grid point of the whole run, every member counted.
 
     ``compile_seconds`` is the compilation of the timed step program;
     ``compile_seconds_total`` and ``run_seconds_total`` split the whole case
@@ -293,26 +304,46 @@ def bench_case(size: str, solver: str, *, precision="float32", steps=DEFAULT_STE
         physics = Physics(pressure=PressureSolver(method=solver), sgs=scheme)
         params = parameters(physics)
         step = make_step(grid, physics, dt)
-        run, compile_seconds = clock.compile(
-            lambda s, p: advance(lambda x: step(x, base, p), s, steps), state, params)
-        clock.run(run, state, params)  # warm
-        (_, info), seconds = clock.run(run, state, params)
-        per_step = seconds / steps
-        pressure_seconds = _time_pressure(clock, physics, grid, state, base, dt, shared)
+        batch = (members,) if members > 1 else ()
+        mesh = run_mesh(devices, grid, batch)
+
+        def steps_of(s, p, base):
+            return advance(lambda x: step(x, base, p), s, steps)
+
+        if members > 1:
+            state = jax.tree.map(lambda a: jnp.broadcast_to(a, batch + a.shape), state)
+            steps_of = jax.vmap(steps_of, in_axes=(0, None, None))
+        with _mesh_of(mesh):
+            if mesh is not None:
+                state = place(state, mesh, batched=bool(batch))
+                base = place(base, mesh, batched=False)
+            run, compile_seconds = clock.compile(steps_of, state, params, base)
+            clock.run(run, state, params, base)  # warm
+            (_, info), seconds = clock.run(run, state, params, base)
+            per_step = seconds / steps
+            memory = _memory(run)
+            # the projections alone, of one member
+            pressure_seconds = (_time_pressure(clock, physics, grid, state, base, dt,
+                                               None if mesh is not None else shared)
+                                if members == 1 else float("nan"))
+        if "temp_bytes" in memory:
+            extra["bytes_per_point"] = (memory["temp_bytes"] + memory["argument_bytes"]
+                                        + memory["output_bytes"]) / (grid.points * members)
         if sgs in NEURAL:
             extra = {"network_seconds_per_step": _time_network(clock, params, state, base,
                                                                steps),
                      "network_parameters": scheme.parameter_count}
     iterations = float(jnp.mean(info["pressure_iterations"].astype(jnp.float32)))
     return extra | {"kind": "step", "size": size, "solver": solver, "sgs": sgs,
-                    "precision": precision, "steps": steps,
+                    "precision": precision, "steps": steps, "devices": devices,
+                    "members": members,
                     "compile_seconds": round(compile_seconds, 3),
                     "compile_seconds_total": round(clock.compile_seconds, 3),
                     "run_seconds_total": round(clock.run_seconds, 3),
                     "cache_hits": clock.cache_hits,
                     "seconds_per_step": per_step,
                     "pressure_seconds_per_step": pressure_seconds,
-                    "points_per_second": grid.points / per_step,
+                    "points_per_second": grid.points * members / per_step,
                     "pressure_iterations": iterations}
 
 
@@ -365,6 +396,12 @@ def _windows(clock, grid, state, base, dt, lookahead, batch_size, shared=None):
     bases = [jax.tree.map(np.asarray, base)] * batch_size
     return Windows(states=jax.tree.map(lambda *a: np.stack(a), *stack),
                    base=jax.tree.map(lambda *a: np.stack(a), *bases), grid=grid, dt=dt)
+
+
+def _mesh_of(mesh):
+    """``jax.set_mesh(mesh)``, or nothing without a mesh."""
+    import contextlib
+    return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
 
 
 def _memory(compiled) -> dict:
@@ -459,16 +496,21 @@ class Case:
     solver: str = "pcg"
     lookahead: int = 0
     batch_size: int = 1
+    devices: int = 1
+    members: int = 1
 
     def label(self) -> str:
         if self.kind == "training":
             return f"{self.size} {self.sgs} N={self.lookahead} batch {self.batch_size}"
-        return f"{self.size} {self.sgs} {self.solver}"
+        spread = (f" {self.members}m" if self.members > 1 else "") + (
+            f" {self.devices}dev" if self.devices > 1 else "")
+        return f"{self.size} {self.sgs} {self.solver}{spread}"
 
 
 def _time_step(case: Case, *, precision, steps, spinup, shared):
     return bench_case(case.size, case.solver, precision=precision, steps=steps,
-                      spinup=spinup, sgs=case.sgs, shared=shared)
+                      spinup=spinup, sgs=case.sgs, shared=shared, devices=case.devices,
+                      members=case.members)
 
 
 def _time_training(case: Case, *, precision, steps, spinup, shared):
@@ -486,25 +528,27 @@ KINDS = {"step": _time_step, "training": _time_training}
 
 
 def cases(sizes=DEFAULT_SIZES, solvers=SOLVERS, sgs=("none",), *, lookahead=None,
-          batch_size=1) -> list[Case]:
+          batch_size=1, devices=(1,), members=(1,)) -> list[Case]:
     """The table of cases, in the order they run: each size with each scheme
-    and each solver; with ``lookahead`` (a sequence), training steps at each
-    look-ahead of each."""
+    and each solver (and each count of members and of devices); with
+    ``lookahead`` (a sequence), training steps at each look-ahead of each."""
     if lookahead is None:
-        return [Case("step", size, scheme, solver)
-                for size in sizes for scheme in sgs for solver in solvers]
+        return [Case("step", size, scheme, solver, devices=d, members=m)
+                for size in sizes for scheme in sgs for solver in solvers
+                for m in members for d in devices]
     return [Case("training", size, scheme, solver, n, batch_size)
             for size in sizes for scheme in sgs for solver in solvers for n in lookahead]
 
 
 def run(sizes=DEFAULT_SIZES, solvers=SOLVERS, *, precision="float32", steps=DEFAULT_STEPS,
         spinup=DEFAULT_SPINUP, report=print, sgs=("none",), start=None, lookahead=None,
-        batch_size=1):
+        batch_size=1, devices=(1,), members=(1,)):
     """Benchmark every size with every solver and subgrid scheme (with
     ``lookahead``, a training step at each look-ahead); ``start`` gets each
     :class:`Case` (and its number and the total) before it runs, ``report``
     each record when it is done. Returns the records."""
-    table = cases(sizes, solvers, sgs, lookahead=lookahead, batch_size=batch_size)
+    table = cases(sizes, solvers, sgs, lookahead=lookahead, batch_size=batch_size,
+                  devices=devices, members=members)
     records, shared = [], {}
     for number, case in enumerate(table, 1):
         if start is not None:
@@ -527,6 +571,7 @@ COLUMNS = (
     ("pressure s/step", "pressure_seconds_per_step", 15, ".4f"),
     ("points/s", "points_per_second", 9, ".3e"),
     ("it/solve", "pressure_iterations", 8, ".1f"),
+    ("bytes/point", "bytes_per_point", 11, ".0f"),
 )
 MB = 1e-6
 #: The columns of a training step: (title, key, width, format, scale).
@@ -643,6 +688,12 @@ def add_arguments(parser) -> None:
                              f"{DEFAULT_UPDATES})")
     parser.add_argument("--spinup", type=int, default=DEFAULT_SPINUP,
                         help="steps run before timing (default: %(default)s)")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated device counts to split each run over (the "
+                             "domain along y; an ensemble by members) (default: 1)")
+    parser.add_argument("--members", default=None,
+                        help="comma-separated ensemble sizes: each case runs that many "
+                             "members at once; points/s counts them all (default: 1)")
     parser.add_argument("--json", action="store_true",
                         help="print the records as one JSON list on stdout (the header and "
                              "progress lines go to stderr)")
@@ -663,6 +714,36 @@ def _batch_size(text) -> int:
         raise OptionError(f"--batch-size {text!r} is not an integer >= 1; give the windows "
                           "per update, e.g. --batch-size 2")
     return value
+
+
+def _counts(text, flag) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in _split(text))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise OptionError(f"{flag} {text!r} is not a comma-separated list of integers >= 1, "
+                          f"e.g. {flag} 1,2")
+    return values
+
+
+def _spread(given, training, sizes):
+    """The checked ``--devices`` and ``--members`` (each size must split over
+    each device count, as integrate checks it)."""
+    devices = _counts(given("devices"), "--devices") if given("devices") else (1,)
+    members = _counts(given("members"), "--members") if given("members") else (1,)
+    if training and (devices != (1,) or members != (1,)):
+        raise OptionError("--devices and --members time model steps; drop them with "
+                          "--training (use --batch-size for windows per update)")
+    for size in sizes:
+        for d in devices:
+            for m in members:
+                try:
+                    run_mesh(d, _grid(size), (m,) if m > 1 else ())
+                except OptionError as err:
+                    raise OptionError(f"--sizes {size} --devices {d} --members {m}: "
+                                      f"{err}") from None
+    return devices, members
 
 
 def _options(args) -> dict:
@@ -702,8 +783,9 @@ def _options(args) -> dict:
         if value < (1 if name == "steps" else 0):
             raise OptionError(f"--{name} must be {'>= 1' if name == 'steps' else '>= 0'}, "
                               f"got {value}")
+    devices, members = _spread(given, training, sizes)
     options = {"sizes": sizes, "solvers": solvers, "sgs": schemes, "steps": steps,
-               "spinup": spinup,
+               "spinup": spinup, "devices": devices, "members": members,
                "precision": given("precision") or (TRAINING_PRECISION if training
                                                    else "float32")}
     if training:
@@ -731,7 +813,8 @@ def main(args) -> int:
     out = sys.stderr if args.json else sys.stdout
     training = "lookahead" in opts
     count = len(cases(opts["sizes"], opts["solvers"], opts["sgs"],
-                      lookahead=opts.get("lookahead")))
+                      lookahead=opts.get("lookahead"), devices=opts["devices"],
+                      members=opts["members"]))
     print(header(precision=opts["precision"], steps=opts["steps"], spinup=opts["spinup"],
                  count=count, kind="training" if training else "step",
                  batch_size=opts.get("batch_size", 1)), file=out, flush=True)
@@ -739,6 +822,7 @@ def main(args) -> int:
     records = run(opts["sizes"], opts["solvers"], precision=opts["precision"],
                   steps=opts["steps"], spinup=opts["spinup"], sgs=opts["sgs"],
                   lookahead=opts.get("lookahead"), batch_size=opts.get("batch_size", 1),
+                  devices=opts["devices"], members=opts["members"],
                   start=lambda case, n, total: print(progress_label(case, n, total), end="",
                                                      file=out, flush=True),
                   report=lambda rec: print(progress_line(rec), file=out, flush=True))

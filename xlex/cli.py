@@ -41,6 +41,8 @@ def _add_run(sub):
     p.add_argument("--output-every", default="1min", help="output interval (1min)")
     p.add_argument("--solver", default="pcg", choices=list(SOLVERS))
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="split the domain over N devices along y (1)")
     p.add_argument("--sgs", default=None, metavar="SCHEME",
                    help="subgrid scheme: none, smagorinsky, dynamic, or a trained neural "
                         "model (a model.nn file, or the folder `xlex train -o` wrote; the run "
@@ -238,7 +240,8 @@ def _run_case(args):
         png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
         _refuse_existing(png_path, args.overwrite, "--png")
         started = time.perf_counter()
-        out = xlex.resume(out_path, args.duration, progress=not args.no_progress)
+        out = xlex.resume(out_path, args.duration, progress=not args.no_progress,
+                          devices=args.devices)
     else:
         out_path = Path(args.output)
         png_path = Path(args.png) if args.png else out_path.with_suffix(".png")
@@ -254,7 +257,7 @@ def _run_case(args):
         out = ds0.lex.integrate(args.duration or "20min", dt=dt, output_every=args.output_every,
                                 solver=args.solver, precision=args.precision,
                                 progress=not args.no_progress, store=out_path,
-                                overwrite=args.overwrite, **options)
+                                overwrite=args.overwrite, devices=args.devices, **options)
     # the command's own clock: a resumed run's Dataset is read back from the file,
     # which keeps no wall time ("wall None s")
     wall = time.perf_counter() - started

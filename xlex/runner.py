@@ -11,6 +11,7 @@ import math
 import time as _time
 import warnings
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,14 @@ import xarray as xr
 from tqdm import tqdm
 
 from xlex import interrupt
-from xlex.core.errors import BlowUpError, CFLError, OptionTypeError, XlexError
+from xlex.core import parallel
+from xlex.core.errors import (
+    BlowUpError,
+    CFLError,
+    OptionError,
+    OptionTypeError,
+    XlexError,
+)
 from xlex.core.model import Physics, make_diagnostics, make_step, parameters
 from xlex.core.operators import centred_winds
 from xlex.core.physics.scheme import check_choice
@@ -35,6 +43,7 @@ from xlex.io.store import (
     is_zarr,
     make_store,
     open_store,
+    open_store_lazily,
     store_lock,
 )
 from xlex.options import (
@@ -110,7 +119,7 @@ def integrate(ds: xr.Dataset, duration, *, store=None, overwrite=False, _append_
 
 def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
                precision="float32", progress=True, store=None, _append_at=None,
-               **options) -> xr.Dataset:
+               devices=None, **options) -> xr.Dataset:
     if not isinstance(progress, (bool, np.bool_)):  # "no" would be taken as true
         raise OptionTypeError(f"progress must be True or False, got {progress!r}")
     duration_s = to_seconds(duration, "duration")
@@ -126,11 +135,13 @@ def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
     physics = resolve_physics(recorded, physics=physics, shorthand=options, **slots)
     inputs = dataset_to_inputs(ds)
     physics.check(inputs.grid)
+    mesh = run_mesh(devices, inputs.grid, inputs.batch_shape)
     _check_courant(inputs, dt_s)
     _warn_dt_for_flow(inputs, dt_s)
     run = Run(inputs=inputs, physics=physics, dtype=np.dtype(precision), dt=dt_s,
               every=every_s, n_outputs=n_outputs, steps_per_output=steps_per_output,
-              attrs=_run_attrs(ds.attrs, physics, precision, dt_s, duration_s, every_s))
+              attrs=_run_attrs(ds.attrs, physics, precision, dt_s, duration_s, every_s),
+              mesh=mesh)
     if _append_at is None:
         run.attrs["xlex_start_time"] = inputs.time
     else:  # the store's planned duration now runs to the end of this extension
@@ -138,6 +149,62 @@ def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
         run.attrs["xlex_duration"] = inputs.time + duration_s - start
     with jax.enable_x64(precision == "float64"):
         return _run(run, progress, store, _append_at)
+
+
+#: Fewest rows of cells a device's slab may hold: the WENO stencil reaches three
+#: cells beyond a face, so a thinner slab would need its neighbours' neighbours.
+MIN_SLAB_ROWS = 3
+
+
+def run_mesh(devices, grid, batch_shape):
+    """The mesh that splits a run over ``devices`` (None: one device, no mesh).
+
+    ``devices`` is a number of devices (the first of ``jax.devices()``) or a
+    sequence of jax devices. A single run is split into slabs along y (``ny``
+    must divide into slabs of at least :data:`MIN_SLAB_ROWS` rows); an ensemble
+    by members (their number must divide over the devices). Checked before
+    anything compiles, naming the device counts that work.
+    """
+    if devices is None:
+        return None
+    available = jax.devices()
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        if devices < 1:
+            raise OptionError(f"devices={devices} must be >= 1 (a number of devices, or a list "
+                              "of jax devices)")
+        if devices > len(available):
+            raise OptionError(
+                f"devices={devices} but only {len(available)} {available[0].platform} "
+                f"device(s) are available: use devices <= {len(available)} (on a CPU, "
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} set before jax "
+                "is imported makes that many for testing)")
+        chosen = available[:devices]
+    elif isinstance(devices, (list, tuple)) and devices and all(
+            isinstance(d, jax.Device) for d in devices):
+        chosen = list(devices)
+        if len(set(chosen)) != len(chosen):
+            raise OptionError("devices lists a device twice; give each device once")
+    else:
+        raise OptionTypeError(f"devices must be a number of devices or a list of jax devices "
+                              f"(jax.devices()), got {devices!r}")
+    n = len(chosen)
+    if n == 1:
+        return None
+    limit = len(available)
+    if batch_shape:
+        members = int(np.prod(batch_shape))
+        works = [d for d in range(1, min(members, limit) + 1) if members % d == 0]
+        if members % n:
+            raise OptionError(f"an ensemble of {members} members does not divide over {n} "
+                              f"devices; devices that work here: {works}")
+        return parallel.make_mesh(chosen, parallel.MEMBER_AXIS)
+    works = [d for d in range(1, min(grid.ny, limit) + 1)
+             if grid.ny % d == 0 and grid.ny // d >= MIN_SLAB_ROWS]
+    if grid.ny % n or grid.ny // n < MIN_SLAB_ROWS:
+        raise OptionError(f"the domain's ny = {grid.ny} rows do not split over {n} devices into "
+                          f"equal slabs of at least {MIN_SLAB_ROWS} rows; devices that work "
+                          f"here: {works}")
+    return parallel.make_mesh(chosen, parallel.DOMAIN_AXIS)
 
 
 def _check_courant(inputs, dt_s):
@@ -182,6 +249,7 @@ class Run:
     n_outputs: int
     steps_per_output: int
     attrs: dict
+    mesh: object = None  # a jax.sharding.Mesh splitting the run over devices, or None
 
     @property
     def batch_shape(self):
@@ -196,15 +264,18 @@ class Run:
 _COMPILED: dict = {}
 
 
-def compiled_chunk(grid, physics: Physics, dt, steps, batched):
+def compiled_chunk(grid, physics: Physics, dt, steps, batched, mesh=None):
     """The jitted ``chunk(state, base, params)`` that advances ``steps`` steps and
-    returns (state, sum, count and max of the pressure iterations, finite flags,
-    Courant number): one per (grid, structure of the physics, dt, steps, batching), kept
-    for the process so that a second run of a configuration compiles nothing.
+    returns (state, sum, count and max of the pressure iterations, largest relative
+    residual of the pressure solves, whether any solve broke down, finite flags,
+    Courant number): one per (grid, structure of the physics, dt, steps, batching,
+    mesh), kept for the process so that a second run of a configuration compiles
+    nothing. With a mesh it must be called under ``jax.set_mesh(mesh)`` with inputs
+    placed by :func:`xlex.core.parallel.place`.
 
     The iterations are summed, not averaged, so that an output interval run as
     several chunks (see :func:`plan_chunks`) reports the same mean, bit for bit."""
-    key = ("chunk", make_step, grid, jax.tree.structure(physics), dt, steps, batched)
+    key = ("chunk", make_step, grid, jax.tree.structure(physics), dt, steps, batched, mesh)
     if key in _COMPILED:
         return _COMPILED[key]
     step = make_step(grid, physics, dt)
@@ -215,8 +286,10 @@ def compiled_chunk(grid, physics: Physics, dt, steps, batched):
         finite = jnp.stack([jnp.all(jnp.isfinite(getattr(state, n))) for n in FIELDS])
         cfl = courant_number(state.u, state.v, state.w, grid, dt, jnp)
         dtype = state.th.dtype
-        return (state, jnp.sum(its.astype(dtype)), jnp.asarray(its.size, dtype), jnp.max(its),
-                finite, cfl)
+        solves = SolveSummary(jnp.sum(its.astype(dtype)), jnp.asarray(its.size, dtype),
+                              jnp.max(its), jnp.max(info["pressure_residual"]),
+                              jnp.any(info["pressure_breakdown"]))
+        return state, solves, finite, cfl
 
     if batched:
         chunk = jax.vmap(chunk, in_axes=(0, None, None))
@@ -224,10 +297,39 @@ def compiled_chunk(grid, physics: Physics, dt, steps, batched):
     return _COMPILED[key]
 
 
-def compiled_diagnostics(grid, physics: Physics, batched):
+class SolveSummary(NamedTuple):
+    """The pressure solves of a stretch of steps: iterations summed (exact whole
+    numbers, so that an interval run as several chunks gives the mean of one scan,
+    bit for bit), their count and largest, the largest true relative residual
+    ||b - A pi'|| / ||b|| and whether any Krylov recurrence broke down."""
+
+    iterations: Any
+    solves: Any
+    most_iterations: Any
+    residual: Any
+    breakdown: Any
+
+    def merge(self, other: SolveSummary) -> SolveSummary:
+        """The summary of this stretch followed by ``other`` (numpy, on the host)."""
+        return SolveSummary(self.iterations + np.asarray(other.iterations),
+                            self.solves + np.asarray(other.solves),
+                            np.maximum(self.most_iterations, np.asarray(other.most_iterations)),
+                            np.maximum(self.residual, np.asarray(other.residual)),
+                            self.breakdown | np.asarray(other.breakdown))
+
+    @classmethod
+    def empty(cls) -> SolveSummary:
+        return cls(0, 0, 0, 0.0, False)
+
+    @property
+    def mean_iterations(self):
+        return self.iterations / self.solves
+
+
+def compiled_diagnostics(grid, physics: Physics, batched, mesh=None):
     """The jitted ``diagnose(state, base, params)`` of the physics' output fields
     (an empty dict when no scheme writes any), kept like :func:`compiled_chunk`."""
-    key = ("diagnostics", grid, jax.tree.structure(physics), batched)
+    key = ("diagnostics", grid, jax.tree.structure(physics), batched, mesh)
     if key not in _COMPILED:
         diagnose = make_diagnostics(grid, physics)
         if diagnose is None:
@@ -247,7 +349,19 @@ def _device_inputs(run: Run):
     state = State(**{k: jnp.asarray(inputs.state[k].reshape(flat + inputs.state[k].shape[lead:]),
                                     run.dtype) for k in FIELDS})
     base = BaseState(**{k: jnp.asarray(v, run.dtype) for k, v in inputs.base.items()})
+    if run.mesh is not None:
+        state = parallel.place(state, run.mesh, batched=run.batched)
+        base = parallel.place(base, run.mesh, batched=False)
     return state, base
+
+
+def _to_host(a) -> np.ndarray:
+    """``a`` as one numpy array in this process: a field split over the devices of
+    several hosts (``jax.distributed``) is gathered from all of them first."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
 
 
 class Records:
@@ -255,15 +369,21 @@ class Records:
 
     def __init__(self, run: Run):
         self.run = run
-        self.fields, self.iterations, self.times = [], [], []
+        self.fields, self.solves, self.times = [], [], []
 
-    def add(self, state, diagnostics, iterations, time):
+    def add(self, state, diagnostics, solves: SolveSummary | None, time):
+        """Add the record at ``time``; ``solves`` of the interval before it (None for
+        the initial record, which no solve made)."""
         shape = self.run.batch_shape
         lead = 1 if self.run.batched else 0
         arrays = {k: getattr(state, k) for k in FIELDS} | dict(diagnostics)
-        self.fields.append({k: np.asarray(a).reshape(shape + a.shape[lead:])
+        self.fields.append({k: _to_host(a).reshape(shape + a.shape[lead:])
                             for k, a in arrays.items()})
-        self.iterations.append(np.asarray(iterations).reshape(shape))
+        if solves is None:
+            self.solves.append((np.zeros(shape), np.zeros(shape)))
+        else:
+            self.solves.append((np.asarray(solves.mean_iterations).reshape(shape),
+                                np.asarray(solves.residual).reshape(shape)))
         self.times.append(time)
 
     def __len__(self):
@@ -272,15 +392,31 @@ class Records:
     def keep(self, n):
         """Drop all but the first ``n`` records (at least the initial one)."""
         n = max(1, n)
-        del self.fields[n:], self.iterations[n:], self.times[n:]
+        del self.fields[n:], self.solves[n:], self.times[n:]
+
+    def release(self):
+        """Let go of the fields of every record (a store holds them), so that a run's
+        memory does not grow with its number of outputs; their times stay."""
+        self.fields = [None] * len(self.fields)
+
+    @property
+    def held(self) -> int:
+        """How many records' fields are in memory."""
+        return sum(f is not None for f in self.fields)
 
     def dataset(self, status, first=0) -> xr.Dataset:
         inputs = self.run.inputs
-        fields = {k: np.stack([r[k] for r in self.fields[first:]]) for k in self.fields[0]}
+        fields = {k: np.stack([r[k] for r in self.fields[first:]]) for k in self.fields[first]}
         lead = ("time",) + tuple(inputs.batch_dims)
-        extra = {"pressure_iterations": (lead, np.stack(self.iterations[first:]),
+        iterations, residuals = zip(*self.solves[first:], strict=True)
+        extra = {"pressure_iterations": (lead, np.stack(iterations),
                                          {"units": "1", "long_name": "mean pressure-solver "
-                                          "iterations per solve since the previous output"})}
+                                          "iterations per solve since the previous output"}),
+                 "pressure_residual": (lead, np.stack(residuals).astype(self.run.dtype), {
+                     "units": "1", "long_name": "largest relative residual of the pressure "
+                     "solves since the previous output: the divergence left by a projection "
+                     "over the divergence it removed, ||b - A pi'|| / ||b|| (at most the "
+                     "solver's tolerance)"})}
         for name, (dims, vattrs) in self.run.physics.outputs.items():
             if name in fields:
                 extra[name] = (lead + dims, fields.pop(name), dict(vattrs))
@@ -388,23 +524,19 @@ class Progress:
 
 def _advance_interval(chunk, plan: ChunkPlan, state, base, params, progress: Progress):
     """Run one output interval as ``plan.calls`` chunks; returns the state, the
-    mean and max pressure iterations, and the finite flags and Courant number at
-    its end. Each chunk is dispatched before the previous one is waited for, so
+    :class:`SolveSummary` of its pressure solves, and the finite flags and Courant
+    number at its end. Each chunk is dispatched before the previous one is waited for, so
     the device does not idle while the bar is drawn."""
     pending = chunk(state, base, params)
     progress.compiled()
-    total = count = largest = 0
+    solves = SolveSummary.empty()
     for j in range(plan.calls):
         following = chunk(pending[0], base, params) if j + 1 < plan.calls else None
-        state, its_sum, its_count, its_max, finite, cfl = pending
-        total = total + np.asarray(its_sum)  # waits for this chunk
-        count = count + np.asarray(its_count)
-        largest = np.maximum(largest, np.asarray(its_max))
+        state, chunk_solves, finite, cfl = pending
+        solves = solves.merge(chunk_solves)  # waits for this chunk
         progress.update(plan.steps)
         pending = following
-    # the sums are of whole numbers, exact in the run's dtype: this is the mean of
-    # one scan over the interval, bit for bit
-    return state, total / count, largest, finite, cfl
+    return state, solves, finite, cfl
 
 
 def _offset(append_at):
@@ -444,38 +576,48 @@ def _open_store(run: Run, records, store, append_at):
 
 
 def _run(run: Run, progress, store, append_at):
+    if run.mesh is None:
+        return _run_here(run, progress, store, append_at)
+    with jax.set_mesh(run.mesh):  # the steps are traced under it (xlex.core.parallel)
+        return _run_here(run, progress, store, append_at)
+
+
+def _run_here(run: Run, progress, store, append_at):
     grid = run.inputs.grid
     seconds_per_step = estimated_seconds_per_step(run)
     _warn_cost(run, seconds_per_step)
     plan = plan_chunks(run, seconds_per_step)
     state, base = _device_inputs(run)
     params = parameters(run.physics)
-    chunk = compiled_chunk(grid, run.physics, run.dt, plan.steps, run.batched)
-    diagnose = compiled_diagnostics(grid, run.physics, run.batched)
+    chunk = compiled_chunk(grid, run.physics, run.dt, plan.steps, run.batched, run.mesh)
+    diagnose = compiled_diagnostics(grid, run.physics, run.batched, run.mesh)
     bar = Progress(run, progress)
     records = Records(run)
     writer = saver = None
     try:
-        records.add(state, diagnose(state, base, params), np.zeros(run.batch_shape),
-                    run.inputs.time)
+        records.add(state, diagnose(state, base, params), None, run.inputs.time)
         writer, saver = _open_store(run, records, store, append_at)
         started = _time.perf_counter()
+        solve_warnings = SolveWarnings(run)
         for k in range(run.n_outputs):
-            new, mean_its, max_its, finite, cfl = _advance_interval(chunk, plan, state, base,
-                                                                    params, bar)
+            new, solves, finite, cfl = _advance_interval(chunk, plan, state, base, params, bar)
             t_now = run.inputs.time + (k + 1) * run.every
             _check_blow_up(run, records, writer, new, finite, cfl, t_now)
-            _warn_capped_solves(run, max_its, t_now)
+            solve_warnings.check(solves, t_now)
             state = new
-            records.add(state, diagnose(state, base, params), mean_its, t_now)
+            records.add(state, diagnose(state, base, params), solves, t_now)
             if writer is not None:
                 with interrupt.critical():
                     writer.append(records.dataset("running", first=len(records) - 1))
-        out = records.dataset("complete")
-        out.attrs["xlex_wall_seconds"] = round(_time.perf_counter() - started, 3)
-        if writer is not None:
+                records.release()  # the store holds them: memory does not grow with outputs
+        wall = round(_time.perf_counter() - started, 3)
+        if writer is None:
+            out = records.dataset("complete")
+        else:
             with interrupt.critical():
                 writer.set_status("complete")
+            out = open_store_lazily(writer.path)
+        out.attrs["xlex_wall_seconds"] = wall
         return out
     except KeyboardInterrupt:
         bar.close()  # before the warning, which would land on the bar's line
@@ -497,7 +639,9 @@ def _interrupted(records, writer, append_at):
         kept = f"; {writer.path} holds them ({n} record(s) in all), marked interrupted"
     warnings.warn(f"interrupted: returning the {len(records)} output(s) completed, up to "
                   f"t = {records.times[-1]:g} s{kept}", RuntimeWarning, stacklevel=5)
-    return records.dataset("interrupted")
+    if writer is None:
+        return records.dataset("interrupted")
+    return open_store_lazily(writer.path).isel(time=slice(_offset(append_at), None))
 
 
 def _check_blow_up(run, records, writer, new, finite, cfl, t_now):
@@ -514,23 +658,55 @@ def _check_blow_up(run, records, writer, new, finite, cfl, t_now):
     what = (f"non-finite values in {variable} near {where}" if bad else
             f"Courant number {cfl_value:.3g} exceeds {COURANT_LIMIT} (largest in {variable} "
             f"near {where})")
-    message = (f"the run blew up between t = {t_now - run.every:g} s and {t_now:g} s: {what}; "
-               f"reduce dt (now {run.dt:g} s). The {len(records)} output(s) before it are in "
-               "the error's .outputs")
-    if writer is not None:
+    if writer is None:
+        outputs = records.dataset("blew up")
+    else:  # every record of the store, read lazily (its fields are not in memory)
         writer.set_status("blew up")
+        outputs = open_store_lazily(writer.path)
+    message = (f"the run blew up between t = {t_now - run.every:g} s and {t_now:g} s: {what}; "
+               f"reduce dt (now {run.dt:g} s). The {outputs.sizes['time']} output(s) before "
+               "it are in the error's .outputs")
     raise BlowUpError(message, time=t_now, variable=variable, location=where,
-                      outputs=records.dataset("blew up"))
+                      outputs=outputs)
 
 
-def _warn_capped_solves(run, max_its, t_now):
-    cap = run.physics.pressure.resolved_max_iterations()
-    if int(np.max(np.asarray(max_its))) >= cap:
-        warnings.warn(f"the pressure solve hit max_iterations={cap} before t = {t_now:g} s; "
-                      "the divergence may be above tolerance", RuntimeWarning, stacklevel=4)
+class SolveWarnings:
+    """Warns once per run of each kind of pressure solve that did not do its job:
+    a Krylov breakdown, one that hit max_iterations, and one that left a residual
+    above the tolerance (the first that applies to an interval, named with its
+    output time; the output's ``pressure_residual`` records every interval)."""
+
+    def __init__(self, run: Run):
+        solver = run.physics.pressure
+        self.cap = solver.resolved_max_iterations()
+        self.tolerance = solver.resolved_tolerance(run.dtype)
+        self.said = set()
+
+    def check(self, solves: SolveSummary, t_now):
+        residual = float(np.max(solves.residual))
+        fix = ("raise PressureSolver(max_iterations=...) or the tolerance, or reduce dt; "
+               "pressure_residual in the output records every interval")
+        if np.any(solves.breakdown):
+            self._warn("breakdown", f"a pressure solve broke down (a zero or negative inner "
+                       f"product in the Krylov recurrence) before t = {t_now:g} s, leaving a "
+                       f"relative residual of {residual:.3g}; {fix}")
+        elif int(np.max(solves.most_iterations)) >= self.cap:
+            self._warn("cap", f"the pressure solve hit max_iterations={self.cap} before "
+                       f"t = {t_now:g} s (relative residual {residual:.3g}, tolerance "
+                       f"{self.tolerance:g}); {fix}")
+        elif residual > self.tolerance:
+            self._warn("residual", f"a pressure solve left a relative residual of "
+                       f"{residual:.3g}, above the tolerance {self.tolerance:g}, before "
+                       f"t = {t_now:g} s: the winds are not divergence-free to the tolerance; "
+                       f"{fix}")
+
+    def _warn(self, kind, message):
+        if kind not in self.said:
+            self.said.add(kind)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def resume(path, duration=None, *, progress=True) -> xr.Dataset:
+def resume(path, duration=None, *, progress=True, devices=None) -> xr.Dataset:
     """Continue a run streamed to ``path`` from its last complete record.
 
     The options (dt, output interval, solver, precision, schemes) are read from
@@ -544,20 +720,25 @@ def resume(path, duration=None, *, progress=True) -> xr.Dataset:
     duration : float or str, optional
         How much longer to run; default: what remains of the duration the run
         was started with.
+    devices : int or list of jax devices, optional
+        Split the rest of the run over devices, as in ``integrate`` (results
+        equal a single-device run to round-off).
 
     Returns
     -------
     xarray.Dataset
-        Every complete record in the store, the old and the new.
+        Every complete record in the store, the old and the new, read lazily
+        (:func:`xlex.io.store.open_store_lazily`: the fields stay in the file
+        until used, and the file is not held open).
     """
     if not Path(path).exists():
         raise StoreError(f"no store at {str(path)!r} to resume; check the path")
     with store_lock(path):  # a second writer, e.g. the run still writing it, is refused
         check_not_open(path)
-        return _resume(path, duration, progress)
+        return _resume(path, duration, progress, devices)
 
 
-def _resume(path, duration, progress):
+def _resume(path, duration, progress, devices):
     n = complete_records(path)
     if is_zarr(path) and n:
         with interrupt.critical():
@@ -575,12 +756,12 @@ def _resume(path, duration, progress):
     if duration is None:
         remaining = number("xlex_start_time", 0.0) + number("xlex_duration") - t_last
         if remaining <= 1e-9:
-            return open_store(path)
+            return open_store_lazily(path)
         duration = remaining
     _integrate(done, duration, dt=number("xlex_dt"), output_every=number("xlex_output_every"),
                precision=str(attrs.get("xlex_precision", "float32")), progress=progress,
-               store=path, _append_at=n)
-    return open_store(path)
+               store=path, _append_at=n, devices=devices)
+    return open_store_lazily(path)
 
 
 def _recorded_seconds(attrs, path, name, default=None) -> float:

@@ -148,8 +148,11 @@ def make_step(grid: Grid, physics: Physics, dt: float):
 
     ``params`` is a pytree of the structure of ``physics`` (see
     :func:`parameters`) whose leaves are used as the schemes' parameters;
-    ``info`` is ``{"pressure_iterations": int array (4,)}``, one count per
-    Runge-Kutta stage. Pure and jit-able; ``grid``, the choices of ``physics``
+    ``info`` holds, per Runge-Kutta stage (arrays of shape (4,)), each pressure
+    solve's ``pressure_iterations``, ``pressure_residual`` (the true relative
+    residual ||b - A pi'|| / ||b||, i.e. the divergence left after the
+    projection relative to the one it removed) and ``pressure_breakdown``
+    (the Krylov recurrence broke down). Pure and jit-able; ``grid``, the choices of ``physics``
     and ``dt`` are fixed.
 
     One step is SSPRK3(4) with a projection after every stage
@@ -185,14 +188,16 @@ def make_step(grid: Grid, physics: Physics, dt: float):
         def project(star, current, weight):
             return solver.project(star, current, base, grid, weight)
 
-        state, iterations = ssprk3(tendency, project, dt, prepare)(state)
+        state, solves = ssprk3(tendency, project, dt, prepare)(state)
         for slot in correctors:
             obj = getattr(params, slot)
             corrected = obj.correct(state, base, grid)
             if obj.projects_correction:
                 corrected = _project_correction(solver, state, corrected, base, grid, dt)
             state = corrected
-        return state, {"pressure_iterations": iterations}
+        return state, {"pressure_iterations": solves.iterations,
+                       "pressure_residual": solves.relative_residual,
+                       "pressure_breakdown": solves.breakdown}
 
     return step
 

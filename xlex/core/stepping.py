@@ -30,9 +30,11 @@ def ssprk3(tendency_fn: Callable, project_fn: Callable, dt: float,
     ----------
     tendency_fn : (state, frozen) -> tendency
         Explicit tendency (same pytree type as the state).
-    project_fn : (star, current, weight) -> (state, iterations)
+    project_fn : (star, current, weight) -> (state, info)
         Makes the stage state ``star`` satisfy the constraint, given the state
-        ``current`` where the tendency was evaluated and the tendency's weight.
+        ``current`` where the tendency was evaluated and the tendency's weight;
+        ``info`` (any pytree, e.g. the solve's iterations) is stacked over the
+        stages as the step's second output.
     dt : float
         Time step [s].
     prepare_fn : state -> frozen, optional
@@ -142,7 +144,8 @@ def trajectory(step: Callable, state, base, params, *, steps: int, save_every: i
         Stacked along a new leading axis: the state after ``save_every``,
         ``2 save_every``, ..., ``steps`` steps.
     info : dict
-        ``pressure_iterations`` of every step, shape ``(steps, 4)``.
+        The step's ``info`` (``pressure_iterations``, ``pressure_residual``,
+        ``pressure_breakdown``) of every step, shape ``(steps, 4)``.
     """
     save_every = steps if save_every is None else save_every
     if steps < 1 or save_every < 1 or steps % save_every:

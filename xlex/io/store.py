@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -491,6 +492,74 @@ def open_store(path, *, records=None, load=True) -> xr.Dataset:
             if not getattr(err, "hdf", False) or is_zarr(path) or attempt == READ_RETRIES:
                 raise
             time.sleep(READ_RETRY_SECONDS)
+
+
+#: Records per chunk of a lazily read store variable, at most (and at most
+#: LAZY_CHUNK_BYTES a chunk).
+LAZY_CHUNK_RECORDS = 16
+LAZY_CHUNK_BYTES = 64 * 2 ** 20
+
+
+def open_store_lazily(path) -> xr.Dataset:
+    """The complete records of a store with their fields left in the file: each
+    variable along ``time`` is a dask array read a chunk of records at a time
+    when used. The file is opened for each read and closed after it, so
+    nothing holds it open: the store can be resumed or appended to while the
+    Dataset is alive (later reads then see the records it had when opened).
+    Coordinates, the base state and the attributes are read at once.
+    """
+    import dask
+    import dask.array
+
+    structure = open_store(path, load=False)
+    n = structure.sizes.get("time", 0)
+    try:
+        eager = structure.drop_vars([v for v in structure.data_vars
+                                     if "time" in structure[v].dims]).load()
+    finally:
+        structure.close()
+    out = eager
+    for name, var in structure.data_vars.items():
+        if "time" not in var.dims:
+            continue
+        shape, dtype = var.shape, var.dtype
+        record_bytes = max(1, int(np.prod(shape[1:])) * dtype.itemsize)
+        step = max(1, min(LAZY_CHUNK_RECORDS, LAZY_CHUNK_BYTES // record_bytes))
+        read = dask.delayed(_read_records, pure=True)
+        chunks = [dask.array.from_delayed(read(str(path), name, a, min(a + step, n), dtype),
+                                          (min(a + step, n) - a,) + shape[1:], dtype=dtype)
+                  for a in range(0, n, step)]
+        data = (dask.array.concatenate(chunks) if chunks
+                else dask.array.zeros(shape, dtype=dtype))
+        out[name] = xr.Variable(var.dims, data, var.attrs, var.encoding)
+    return out
+
+
+def _hdf5_lock():
+    """The lock xarray takes around HDF5 calls (one library, one lock)."""
+    try:
+        from xarray.backends.locks import HDF5_LOCK
+    except ImportError:  # pragma: no cover - an xarray without it
+        return _OWN_HDF5_LOCK
+    return HDF5_LOCK
+
+
+_OWN_HDF5_LOCK = threading.Lock()
+
+
+def _read_records(path, name, start, stop, dtype) -> np.ndarray:
+    """Records ``start:stop`` of variable ``name`` of a store, the file opened and
+    closed for this read (missing values as NaN, as xarray decodes them)."""
+    allow_concurrent_reads()
+    if is_zarr(path):
+        import zarr
+        data = zarr.open_group(path, mode="r")[name][start:stop]
+    else:  # HDF5 is not thread-safe: dask's threads take xarray's lock for it in turn
+        with _hdf5_lock(), _netcdf4().Dataset(path, "r") as nc:
+            data = nc.variables[name][start:stop]
+    if np.ma.isMaskedArray(data):
+        data = np.ma.filled(data, np.nan if np.issubdtype(dtype, np.floating) else 0)
+    return np.asarray(data, dtype=dtype)
 
 
 def _read_store(path, *, records=None, load=True) -> xr.Dataset:

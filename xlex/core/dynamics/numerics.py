@@ -140,12 +140,13 @@ class PressureSolver(PhysicsScheme):
         return self.max_iterations or DEFAULT_MAX_ITERATIONS[self.method]
 
     def project(self, star: State, current: State, base, grid, weight):
-        """``star`` with divergence-free winds and the new pi', and the iterations:
-        the pressure-gradient force of weight ``weight`` [s], with thrho of the
-        state ``current`` where the stage's tendency was evaluated."""
+        """``star`` with divergence-free winds and the new pi', and the solve's
+        :class:`~xlex.core.dynamics.pressure.SolveInfo` (iterations, true relative
+        residual, breakdown): the pressure-gradient force of weight ``weight`` [s],
+        with thrho of the state ``current`` where the stage's tendency was evaluated."""
         thrho = thermo.density_potential_temperature(current.th, current.qv)
-        u, v, w, pi, its = pressure.project(
+        u, v, w, pi, _, info = pressure.project(
             star.u, star.v, star.w, thrho, base.mass, base.mass_faces, grid, weight, current.pi,
             solver=self.method, tolerance=self.resolved_tolerance(star.th.dtype),
-            max_iterations=self.resolved_max_iterations())
-        return dataclasses.replace(star, u=u, v=v, w=w, pi=pi), its
+            max_iterations=self.resolved_max_iterations(), return_info=True)
+        return dataclasses.replace(star, u=u, v=v, w=w, pi=pi), info

@@ -38,7 +38,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from xlex.core import constants
+from jax.sharding import PartitionSpec as P
+
+from xlex.core import constants, parallel
 from xlex.core import operators as op
 from xlex.core.grid import Grid
 
@@ -78,42 +80,91 @@ def pressure_operator(phi, coef: EllipticCoefficients, grid: Grid):
 def fft_tridiagonal_preconditioner(coef: EllipticCoefficients, grid: Grid):
     """Exact inverse of the operator with horizontally averaged coefficients.
 
-    Returns a function r -> M^-1 r (symmetric positive semi-definite).
+    Returns a function r -> M^-1 r (symmetric positive semi-definite). Under a
+    mesh that splits the domain along y (:mod:`xlex.core.parallel`) the
+    transforms are distributed: see :func:`_distributed_spectral_solve`.
     """
     nz, ny, nx = grid.shape
     dtype = coef.cx.dtype
-    cx = jnp.mean(coef.cx, axis=(-2, -1))  # (nz,)
-    cy = jnp.mean(coef.cy, axis=(-2, -1))
-    cz = jnp.mean(coef.cz, axis=(-2, -1))  # (nz + 1,), zero at the walls
+    profiles = [jnp.mean(c, axis=(-2, -1)) for c in (coef.cx, coef.cy, coef.cz)]
+    slabs = parallel.domain_split()
+    if slabs > 1:
+        return _distributed_spectral_solve(profiles, grid, slabs)
     kx = 2.0 * jnp.pi * jnp.arange(nx // 2 + 1, dtype=dtype) / nx
-    ky = 2.0 * jnp.pi * jnp.fft.fftfreq(ny).astype(dtype)
-    eig_x = (2.0 - 2.0 * jnp.cos(kx)) / grid.dx ** 2  # (nxh,)
-    eig_y = (2.0 - 2.0 * jnp.cos(ky)) / grid.dy ** 2  # (ny,)
-    horizontal = (cx[None, None, :] * eig_x[None, :, None]
-                  + cy[None, None, :] * eig_y[:, None, None])  # (ny, nxh, nz)
-    lower = -cz[:-1] / grid.dz ** 2  # coupling to k - 1 (zero at k = 0)
-    upper = -cz[1:] / grid.dz ** 2   # coupling to k + 1 (zero at k = nz - 1)
-    diag = horizontal + ((cz[:-1] + cz[1:]) / grid.dz ** 2)[None, None, :]
-    shape = horizontal.shape
-    dl = jnp.broadcast_to(lower[None, None, :], shape)
-    du = jnp.broadcast_to(upper[None, None, :], shape)
-    # The horizontal-mean column is singular (constant null vector): pin level 0.
-    pin = jnp.zeros(shape, bool).at[0, 0, 0].set(True)
-    diag = jnp.where(pin, 1.0, diag)
-    du = jnp.where(pin, 0.0, du)
-    dl = dl.at[0, 0, 1].set(0.0)
-    mean_mode = jnp.zeros(shape[:2], bool).at[0, 0].set(True)
+    mean_mode = jnp.zeros((ny, nx // 2 + 1), bool).at[0, 0].set(True)
+    solve_columns = _column_solver(*profiles, kx, mean_mode, grid)
 
     def apply(r):
-        rh = jnp.fft.rfft2(r, axes=(-2, -1))  # (nz, ny, nxh)
-        rh = jnp.moveaxis(rh, 0, -1)  # (ny, nxh, nz)
-        rh = jnp.where(mean_mode[..., None] & (jnp.arange(nz) == 0)[None, None, :], 0.0, rh)
-        b = jnp.stack([rh.real, rh.imag], axis=-1).astype(dtype)
-        x = jax.lax.linalg.tridiagonal_solve(dl, diag, du, b)
-        xh = jnp.moveaxis(x[..., 0] + 1j * x[..., 1], -1, 0)
+        rh = jnp.moveaxis(jnp.fft.rfft2(r, axes=(-2, -1)), 0, -1)  # (ny, nxh, nz)
+        xh = jnp.moveaxis(solve_columns(rh), -1, 0)
         return jnp.fft.irfft2(xh, s=(ny, nx), axes=(-2, -1)).astype(dtype)
 
     return apply
+
+
+def _column_solver(cx, cy, cz, kx, mean_mode, grid: Grid):
+    """``solve(rh)``: the tridiagonal solves in z of the horizontally averaged
+    operator for the Fourier coefficients ``rh`` (ny, len(kx), nz), with ``kx``
+    the x-wavenumbers [rad per cell] of its second axis and ``mean_mode`` (ny,
+    len(kx)) true at the horizontal-mean mode, whose singular column (constant
+    null vector) has level 0 pinned."""
+    nz, ny, nx = grid.shape
+    dtype = cx.dtype
+    ky = 2.0 * jnp.pi * jnp.fft.fftfreq(ny).astype(dtype)
+    eig_x = (2.0 - 2.0 * jnp.cos(kx)) / grid.dx ** 2
+    eig_y = (2.0 - 2.0 * jnp.cos(ky)) / grid.dy ** 2
+    horizontal = (cx[None, None, :] * eig_x[None, :, None]
+                  + cy[None, None, :] * eig_y[:, None, None])  # (ny, nkx, nz)
+    level = jnp.arange(nz)[None, None, :]
+    pin = mean_mode[..., None] & (level == 0)
+    diag = jnp.where(pin, 1.0, horizontal + ((cz[:-1] + cz[1:]) / grid.dz ** 2)[None, None, :])
+    # couplings to k + 1 and k - 1 (zero at the walls, and to the pinned level)
+    upper = jnp.where(pin, 0.0, jnp.broadcast_to((-cz[1:] / grid.dz ** 2)[None, None, :],
+                                                 diag.shape))
+    lower = jnp.where(mean_mode[..., None] & (level == 1), 0.0,
+                      jnp.broadcast_to((-cz[:-1] / grid.dz ** 2)[None, None, :], diag.shape))
+
+    def solve(rh):
+        rh = jnp.where(pin, 0.0, rh)
+        b = jnp.stack([rh.real, rh.imag], axis=-1).astype(dtype)
+        x = jax.lax.linalg.tridiagonal_solve(lower, diag, upper, b)
+        return x[..., 0] + 1j * x[..., 1]
+
+    return solve
+
+
+def _distributed_spectral_solve(profiles, grid: Grid, slabs: int):
+    """The preconditioner on a domain split into ``slabs`` slabs along y.
+
+    A transform along the split axis would gather the whole array on every
+    device, so each device does the FFT along x of its slab, one all-to-all
+    transposes the x-wavenumbers (padded to a multiple of ``slabs``) into
+    slabs while gathering y, and the FFT along y and the column solves are
+    local; the inverse goes back the same way. Two all-to-alls per application,
+    each moving the array once.
+    """
+    nz, ny, nx = grid.shape
+    dtype = profiles[0].dtype
+    nxh = nx // 2 + 1
+    per_device = -(-nxh // slabs)
+    axis = parallel.DOMAIN_AXIS
+
+    def local(r, cx, cy, cz):  # r: (nz, ny / slabs, nx)
+        first = jax.lax.axis_index(axis) * per_device
+        kx = 2.0 * jnp.pi * (first + jnp.arange(per_device)).astype(dtype) / nx
+        mean_mode = (first + jnp.arange(per_device) == 0)[None, :] & (jnp.arange(ny) == 0)[:, None]
+        solve_columns = _column_solver(cx, cy, cz, kx, mean_mode, grid)
+        rh = jnp.fft.rfft(r, axis=-1)
+        rh = jnp.pad(rh, [(0, 0), (0, 0), (0, per_device * slabs - nxh)])
+        rh = jax.lax.all_to_all(rh, axis, 2, 1, tiled=True)  # (nz, ny, per_device)
+        rh = jnp.moveaxis(jnp.fft.fft(rh, axis=1), 0, -1)
+        xh = jnp.fft.ifft(jnp.moveaxis(solve_columns(rh), -1, 0), axis=1)
+        xh = jax.lax.all_to_all(xh, axis, 1, 2, tiled=True)  # (nz, ny / slabs, padded)
+        return jnp.fft.irfft(xh[..., :nxh], n=nx, axis=-1).astype(dtype)
+
+    slab = P(None, axis, None)
+    solve = jax.shard_map(local, in_specs=(slab, P(), P(), P()), out_specs=slab)
+    return lambda r: solve(r, *profiles)
 
 
 @jax.tree_util.register_dataclass
@@ -126,8 +177,12 @@ class SolveInfo:
     iterations : int array
         Krylov iterations taken.
     relative_residual : float array
-        ||rhs - A phi|| / ||rhs - A guess||, both without their domain mean
-        (the true residual, computed after the solve).
+        ||rhs - A phi|| / ||rhs||, both without their domain mean (the true
+        residual, computed after the solve): in a projection, the divergence left
+        over the divergence removed. The stopping rule guarantees at most
+        ``tolerance`` (||rhs - A phi|| <= tolerance ||rhs - A guess|| <=
+        tolerance ||rhs||) up to the round-off of adding the correction to the
+        guess.
     breakdown : bool array
         The Krylov recurrence broke down (a zero or negative inner product)
         before convergence.
@@ -322,9 +377,13 @@ def pressure_solve(rhs, coef: EllipticCoefficients, grid: Grid, guess, *, solver
     phi = phi - jnp.mean(phi)
     if not return_info:
         return phi, iterations
-    # relative to the range part of the system the Krylov solve was given
+    # relative to the whole right-hand side (the divergence the projection was
+    # given), not to the correction's: adding a good guess rounds phi by
+    # eps |phi|, a residual of order eps ||A|| ||phi|| that can exceed the tolerance
+    # times the (small) correction's right-hand side in float32 while being far
+    # below the tolerance times the divergence removed
     final = _range_part(rhs - matvec(phi))
-    start = _range_part(residual)
+    start = _range_part(rhs)
     relative = jnp.sqrt(_dot(final, final)) / jnp.maximum(
         jnp.sqrt(_dot(start, start)), jnp.finfo(start.dtype).tiny)
     info = SolveInfo(iterations=iterations, relative_residual=relative, breakdown=breakdown,
