@@ -1,5 +1,6 @@
 """Ready-made initial states (``xlex.cases.warm_bubble(...)``,
-``xlex.cases.convective_boundary_layer(...)``, ``xlex.cases.density_current(...)``).
+``xlex.cases.convective_boundary_layer(...)``, ``xlex.cases.density_current(...)``,
+``xlex.cases.gravity_wave(...)``).
 
 Ensembles: a parameter of the initial perturbation given as a list (or tuple,
 or 1-D array) builds one member per entry, stacked along a leading ``member``
@@ -32,6 +33,7 @@ ENSEMBLE_PARAMETERS = {
     "convective_boundary_layer": ("u", "v", "perturbation", "perturbation_depth", "seed"),
     "density_current": ("temperature_perturbation", "x_centre", "z_centre", "x_radius",
                         "z_radius"),
+    "gravity_wave": ("amplitude", "x_centre", "half_width", "u"),
 }
 
 MEMBER = "member"
@@ -164,5 +166,7 @@ def _ensemble(builder):
 warm_bubble = _ensemble(_single.warm_bubble)
 convective_boundary_layer = _ensemble(_single.convective_boundary_layer)
 density_current = _ensemble(_single.density_current)
+gravity_wave = _ensemble(_single.gravity_wave)
 
-__all__ = ["ENSEMBLE_PARAMETERS", "convective_boundary_layer", "density_current", "warm_bubble"]
+__all__ = ["ENSEMBLE_PARAMETERS", "convective_boundary_layer", "density_current",
+           "gravity_wave", "warm_bubble"]

@@ -9,15 +9,15 @@ import math
 import jax
 import numpy as np
 
-from xlex.core import initial
+from xlex.core import constants, initial
+from xlex.core.errors import OptionError, OptionTypeError
+from xlex.core.grid import MIN_HORIZONTAL_CELLS, Grid
 from xlex.core.model import Physics
 from xlex.core.physics.constant_viscosity import ConstantViscosity
 from xlex.core.physics.scheme import PhysicsScheme
 from xlex.core.physics.surface import BulkSurface
-from xlex.options import physics_attrs, scheme_from_name
-from xlex.core.errors import OptionError, OptionTypeError
-from xlex.core.grid import MIN_HORIZONTAL_CELLS, Grid
 from xlex.io.convert import MIN_DOMAIN, MIN_SPACING, coordinates, states_to_dataset
+from xlex.options import physics_attrs, scheme_from_name
 
 
 def _number(name, value, *, positive=True):
@@ -534,4 +534,155 @@ def density_current(*, dx=100.0, dz=None, x_length=51200.0, z_length=6400.0, ny=
              "surface_pressure": float(surface_pressure),
              "title": f"xlex density current (Straka et al. 1993), {grid.describe()}"}
     attrs.update(physics_attrs(physics))
+    return states_to_dataset(fields, base_np, coords, [0.0], attrs=attrs)
+
+
+def periodic_lorentzian(x, *, centre, half_width, period):
+    """The Lorentzian 1 / (1 + (x - centre)^2 / a^2) summed over its periodic
+    images x + n ``period`` (all integers n), in closed form:
+
+        (pi a / L) sinh(2 pi a / L) / (cosh(2 pi a / L) - cos(2 pi (x - centre) / L)),
+
+    with a = ``half_width`` and L = ``period`` (all in m; numpy). Its Fourier
+    coefficients are (pi a / L) exp(-a |k|) for k = 2 pi j / L: smooth and
+    periodic, which the Lorentzian cut at the domain's sides is not."""
+    r = 2.0 * np.pi * half_width / period
+    phase = 2.0 * np.pi * (np.asarray(x, np.float64) - centre) / period
+    # sinh(r) / (cosh(r) - cos(phase)), written to stay exact for small r
+    return (np.pi * half_width / period) * np.sinh(r) / (
+        2.0 * np.sinh(0.5 * r) ** 2 + 2.0 * np.sin(0.5 * phase) ** 2)
+
+
+@_keyword_options
+def gravity_wave(*, dx=1000.0, dz=1000.0, x_length=300000.0, z_length=10000.0, ny=6, dy=None,
+                 buoyancy_frequency=0.01, u=20.0, amplitude=0.01, x_centre=100000.0,
+                 half_width=5000.0, theta0=300.0, surface_pressure=1.0e5):
+    """Gravity waves in a uniformly stratified channel (Skamarock and Klemp 1994)
+    as an initial Dataset.
+
+    A dry hydrostatic atmosphere of constant Brunt-Vaisala frequency N,
+    th0(z) = theta0 exp(N^2 z / g), moving with a uniform wind ``u``, and a
+    small potential-temperature perturbation
+
+        th' = amplitude sin(pi z / H) / (1 + (x - xc)^2 / a^2)
+
+    (H = ``z_length``, a = ``half_width``) that splits into two packets of
+    gravity waves running left and right of the point advected with the wind.
+    This is the non-hydrostatic inertia-gravity wave test of Skamarock and
+    Klemp (1994, Mon. Wea. Rev. 122, 2623-2630) without rotation: 300 x 10 km,
+    N = 0.01 s-1, u = 20 m/s, 0.01 K, a = 5 km, xc = 100 km, compared at
+    3000 s. The perturbation is small enough for the linear solution to hold
+    (see ``tests/test_gravity_waves.py`` and the Validation page).
+
+    xlex is periodic in x, so the Lorentzian is made periodic: summed over its
+    images x + n ``x_length``, which changes it by about 1e-3 of
+    ``amplitude`` on the 300 km domain and makes its Fourier coefficients
+    (pi a / L) exp(-a |k|) exact. The case is 2-D: ``ny`` identical periodic
+    cells in y (at least 6, the width of the WENO5 stencil). The rigid lid and
+    ground reflect the waves (no sponge), as in the linear solution.
+
+    Ensembles: ``xlex.cases.gravity_wave`` takes a list for ``amplitude``,
+    ``x_centre``, ``half_width`` or ``u`` and returns one member per entry
+    along a ``member`` dim (see :mod:`xlex.cases`).
+
+    Parameters
+    ----------
+    dx : float
+        Spacing in x [m] (1000, the usual grid of this test).
+    dz : float
+        Vertical spacing [m] (1000: 10 levels); not tied to ``dx``.
+    x_length, z_length : float
+        Domain size [m] (300 km x 10 km); each must be a whole number of cells.
+    ny : int
+        Number of cells in y (>= 6).
+    dy : float, optional
+        Spacing in y [m]; default ``dx``.
+    buoyancy_frequency : float
+        Brunt-Vaisala frequency N of the base state [s-1], > 0 (0.01).
+    u : float
+        Uniform wind [m s-1] (20; 0 leaves the packets symmetric about xc).
+    amplitude : float
+        Amplitude of th' [K] (0.01).
+    x_centre : float
+        Centre xc of the perturbation [m] (100 km; x runs from 0 to ``x_length``).
+    half_width : float
+        Half-width a of the perturbation [m] (5 km).
+    theta0 : float
+        Base-state potential temperature at the ground [K] (300).
+    surface_pressure : float
+        Pressure at the ground [Pa] (1000 hPa).
+
+    Returns
+    -------
+    xarray.Dataset
+        The initial state at 0 s (qv = 0, v = w = 0, u uniform), base state,
+        every parameter in ``case_*`` attributes.
+
+    Raises
+    ------
+    OptionError, OptionTypeError
+        For a non-numeric or out-of-range parameter, a spacing that does not
+        divide the domain, a spacing under 1 m or a domain under 100 m
+        (kilometres given as metres), too few cells in y, or a grid too large
+        for the machine's memory.
+
+    Examples
+    --------
+    >>> ds0 = xlex.cases.gravity_wave(dx=2000.0)
+    >>> ds0.sizes["xh"], ds0.sizes["yh"], ds0.sizes["zh"]
+    (150, 6, 10)
+    >>> out = ds0.lex.integrate(3000.0, dt=20.0, output_every=3000.0, precision="float64")
+    """
+    dx = _number("dx", dx)
+    dz = _number("dz", dz)
+    dy = dx if dy is None else _number("dy", dy)
+    x_length = _number("x_length", x_length)
+    z_length = _number("z_length", z_length)
+    for n, val in (("buoyancy_frequency", buoyancy_frequency), ("half_width", half_width),
+                   ("theta0", theta0), ("surface_pressure", surface_pressure)):
+        _number(n, val)
+    for n, val in (("u", u), ("amplitude", amplitude), ("x_centre", x_centre)):
+        _number(n, val, positive=False)
+    if isinstance(ny, bool) or not isinstance(ny, (int, np.integer)):
+        raise OptionTypeError(f"ny must be an integer number of cells, got {ny!r}")
+    if ny < MIN_HORIZONTAL_CELLS:
+        raise OptionError(f"ny={ny} is too small: the periodic WENO5 stencil needs at least "
+                          f"{MIN_HORIZONTAL_CELLS} cells in y (identical cells: the case is 2-D)")
+    check_plausible_lengths({"dx": dx, "dy": dy, "dz": dz},
+                            {"x_length": x_length, "z_length": z_length})
+    if ny * dy < MIN_DOMAIN:  # a Dataset this narrow is refused (dataset_to_inputs)
+        raise OptionError(f"the domain is ny * dy = {ny} x {dy:g} m = {ny * dy:g} m wide in y, "
+                          f"under the {MIN_DOMAIN:g} m xlex takes for an LES; give more cells "
+                          f"(ny={math.ceil(MIN_DOMAIN / dy)}) or a larger dy")
+    grid = Grid(nx=_cells(x_length, dx, "x"), ny=int(ny), nz=_cells(z_length, dz, "z"),
+                dx=dx, dy=dy, dz=dz)
+    check_grid_size(grid)
+    n2_over_g = float(buoyancy_frequency) ** 2 / constants.GRAVITY
+
+    def theta(z):
+        return float(theta0) * np.exp(n2_over_g * np.asarray(z, np.float64))
+
+    coords = coordinates(grid)
+    with jax.enable_x64(True):
+        base = initial.moist_base_state(grid, theta=theta, relative_humidity=0.0,
+                                        surface_pressure=float(surface_pressure))
+        base_np = {k: np.asarray(getattr(base, k)) for k in ("th0", "qv0", "pi0")}
+    # the profile, not the sounding's interpolation of it: N is exactly constant
+    base_np["th0"] = theta(coords["zh"])
+    x = coords["xh"][None, None, :]
+    z = coords["zh"][:, None, None]
+    th_pert = float(amplitude) * np.sin(np.pi * z / z_length) * periodic_lorentzian(
+        x, centre=float(x_centre), half_width=float(half_width), period=x_length)
+    th = np.broadcast_to(base_np["th0"][:, None, None] + th_pert, grid.shape)
+    zeros = np.zeros(grid.shape)
+    fields = {"u": zeros + float(u), "v": zeros, "w": np.zeros(grid.w_shape), "th": th,
+              "qv": zeros, "pi": zeros}
+    fields = {k: np.array(v, np.float64)[None] for k, v in fields.items()}
+    attrs = {"case": "gravity_wave", "case_dx": dx, "case_dy": dy, "case_dz": dz,
+             "case_x_length": x_length, "case_z_length": z_length, "case_ny": int(ny),
+             "case_buoyancy_frequency": float(buoyancy_frequency), "case_u": float(u),
+             "case_amplitude": float(amplitude), "case_x_centre": float(x_centre),
+             "case_half_width": float(half_width), "case_theta0": float(theta0),
+             "surface_pressure": float(surface_pressure),
+             "title": f"xlex gravity waves (Skamarock and Klemp 1994), {grid.describe()}"}
     return states_to_dataset(fields, base_np, coords, [0.0], attrs=attrs)
