@@ -51,10 +51,12 @@ def pytest_sessionfinish(session):
 #: this order, so the long ones start first and no worker waits at the end on a
 #: notebook started last. Files not named follow in their usual order.
 SLOW_FILES = (
-    "notebooks/03_train_neural_sgs.ipynb", "tests/test_training.py", "tests/test_seam.py",
+    "notebooks/03_train_neural_sgs.ipynb", "tests/test_training.py", "tests/test_parallel.py",
+    "tests/test_seam.py",
     "tests/test_store_kill.py", "tests/test_stepping.py", "tests/test_store.py",
     "tests/test_cli.py", "tests/test_density_current.py", "tests/test_model.py",
-    "notebooks/02_gray_zone_smagorinsky.ipynb", "tests/test_sponge.py",
+    "notebooks/02_gray_zone_smagorinsky.ipynb", "tests/test_convergence.py",
+    "tests/test_gravity_waves.py", "tests/test_sponge.py",
     "tests/test_smagorinsky.py", "tests/test_neural_sgs.py", "tests/test_bench.py",
     "tests/test_dynamic_smagorinsky.py", "tests/test_cases.py",
 )

@@ -55,7 +55,7 @@ def test_sphinx_build_has_no_warnings(tmp_path):
                  "xlex.core.physics.rotation.FPlane",
                  "xlex.core.physics.scheme.PhysicsScheme",
                  "xlex.options.resolve_physics", "xlex.options.recorded_physics",
-                 "xlex.cases.convective_boundary_layer",
+                 "xlex.cases.convective_boundary_layer", "xlex.cases.gravity_wave",
                  "xlex.core.physics.dynamic_smagorinsky.dynamic_smagorinsky_viscosity",
                  "xlex.core.physics.surface.bulk_surface_fluxes",
                  # the compilation cache and the training pieces of xlex.ml

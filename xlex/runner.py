@@ -798,4 +798,4 @@ def _locate_blow_up(state, bad, inputs):
     return name, where
 
 
-__all__ = ["integrate", "resume", "courant_number", "compiled_chunk", "COURANT_LIMIT"]
+__all__ = ["integrate", "resume", "run_mesh", "courant_number", "compiled_chunk", "COURANT_LIMIT"]

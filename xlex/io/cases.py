@@ -544,7 +544,7 @@ def periodic_lorentzian(x, *, centre, half_width, period):
         (pi a / L) sinh(2 pi a / L) / (cosh(2 pi a / L) - cos(2 pi (x - centre) / L)),
 
     with a = ``half_width`` and L = ``period`` (all in m; numpy). Its Fourier
-    coefficients are (pi a / L) exp(-a |k|) for k = 2 pi j / L: smooth and
+    coefficients are (pi a / L) exp(-a abs(k)) for k = 2 pi j / L: smooth and
     periodic, which the Lorentzian cut at the domain's sides is not."""
     r = 2.0 * np.pi * half_width / period
     phase = 2.0 * np.pi * (np.asarray(x, np.float64) - centre) / period
@@ -577,7 +577,7 @@ def gravity_wave(*, dx=1000.0, dz=1000.0, x_length=300000.0, z_length=10000.0, n
     xlex is periodic in x, so the Lorentzian is made periodic: summed over its
     images x + n ``x_length``, which changes it by about 1e-3 of
     ``amplitude`` on the 300 km domain and makes its Fourier coefficients
-    (pi a / L) exp(-a |k|) exact. The case is 2-D: ``ny`` identical periodic
+    (pi a / L) exp(-a abs(k)) exact. The case is 2-D: ``ny`` identical periodic
     cells in y (at least 6, the width of the WENO5 stencil). The rigid lid and
     ground reflect the waves (no sponge), as in the linear solution.
 
