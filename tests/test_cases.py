@@ -574,6 +574,24 @@ def test_a_dt_too_large_for_the_flow_warns_once_and_the_advice_runs():
     assert float(out["w"].max()) > 25.0  # the flow the estimate was for did come
 
 
+def test_a_run_too_short_for_the_flow_is_not_flagged():
+    """The 5 K bubble at 1 km with dt = 60 s is flagged for 8 minutes (it blows up
+    near 7), not for 1 minute: from rest, no air gains more than the largest
+    buoyancy (0.10 m s-2 at the cell centres) times 60 s, 6.0 m/s, a Courant
+    number of 0.36."""
+    from xlex.io.convert import dataset_to_inputs
+    from xlex.runner import _warn_dt_for_flow
+    inputs = dataset_to_inputs(xlex.cases.warm_bubble(dx=1000.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_dt_for_flow(inputs, 60.0, 60.0)
+    with pytest.warns(RuntimeWarning, match=r"dt = 60 s suits the initial state"):
+        _warn_dt_for_flow(inputs, 60.0, 480.0)
+    # between the two, the speed the run can reach sets the advice: 5 min, 30 m/s
+    with pytest.warns(RuntimeWarning, match=r"speeds near 30 m/s.*Use dt <= 53 s"):
+        _warn_dt_for_flow(inputs, 60.0, 300.0)
+
+
 def test_a_cold_pool_uses_its_own_factor():
     """Sinking air outruns its estimate less (density current: ratio 0.78):
     the docs' run (100 m, dt 3 s) is not flagged, twice its dt is."""

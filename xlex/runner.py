@@ -137,7 +137,7 @@ def _integrate(ds: xr.Dataset, duration, *, dt, output_every, physics=None,
     physics.check(inputs.grid)
     mesh = run_mesh(devices, inputs.grid, inputs.batch_shape)
     _check_courant(inputs, dt_s)
-    _warn_dt_for_flow(inputs, dt_s)
+    _warn_dt_for_flow(inputs, dt_s, duration_s)
     run = Run(inputs=inputs, physics=physics, dtype=np.dtype(precision), dt=dt_s,
               every=every_s, n_outputs=n_outputs, steps_per_output=steps_per_output,
               attrs=_run_attrs(ds.attrs, physics, precision, dt_s, duration_s, every_s),
@@ -218,21 +218,29 @@ def _check_courant(inputs, dt_s):
             f"{safe!r} s (and mind that the flow may speed up)")
 
 
-def _warn_dt_for_flow(inputs, dt_s):
+def _warn_dt_for_flow(inputs, dt_s, duration_s=None):
     """Warn (RuntimeWarning) when dt suits the initial state but not the flow its
     buoyancy will make (:func:`xlex.io.plausible.buoyant_speed`): such a run passes
-    :func:`_check_courant` at rest and blows up minutes later."""
+    :func:`_check_courant` at rest and blows up minutes later. A run of
+    ``duration_s`` too short for that flow to come is not warned: no air gains
+    more speed than the largest buoyancy gives it in that time."""
     from xlex.io.plausible import buoyant_speed
     flow = buoyant_speed(inputs)
-    expected = dt_s * flow.courant_rate
+    rate = flow.courant_rate
+    if duration_s is not None:
+        grid = inputs.grid
+        wind = max(float(np.max(np.abs(inputs.state[k]))) for k in ("u", "v", "w"))
+        reachable = (wind + flow.max_buoyancy * duration_s) / min(grid.dx, grid.dy, grid.dz)
+        rate = min(rate, reachable)
+    expected = dt_s * rate
     if expected <= COURANT_LIMIT:
         return
-    safe = _floor_significant(COURANT_LIMIT / flow.courant_rate, 2)
+    safe = _floor_significant(COURANT_LIMIT / rate, 2)
     grid = inputs.grid
     warnings.warn(
         f"dt = {dt_s:g} s suits the initial state but likely not the flow it will make: its "
         f"buoyancy (up to {flow.max_buoyancy:.2g} m s-2) should drive speeds near "
-        f"{flow.courant_rate * min(grid.dx, grid.dy, grid.dz):.0f} m/s (an estimate "
+        f"{rate * min(grid.dx, grid.dy, grid.dz):.0f} m/s (an estimate "
         f"calibrated on xlex runs), a Courant number near {expected:.2g} > {COURANT_LIMIT}: "
         f"the run would likely blow up. Use dt <= {safe:g} s", RuntimeWarning, stacklevel=5)
 
