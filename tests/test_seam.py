@@ -1,7 +1,7 @@
 """The scheme seam: physics as objects, parameters as arguments of a pure step.
 
 - the same runs as before the seam agree with outputs written by xlex 0.1.0
-  (tests/data/seam_reference_v0_1_0.nc) to 1e-12;
+  (tests/data/seam_reference_v0_1_0.nc) to round-off (1e-11);
 - jax.grad with respect to a scheme's parameter through the public step
   matches a finite difference; vmap over parameters and over states;
 - objects and shorthands give identical runs, bad values fail when built;
@@ -84,19 +84,23 @@ def _l2_relative_error(a, b):
 def _reference_error(name, field, a, b):
     """The error measure of one field against the 0.1.0 output and its bound.
 
-    The prognostic fields and every flux agree to 1e-12 of their largest value
-    (measured: at most 1.4e-13). Two exceptions, both round-off made larger by
-    the quantity itself: K_m and K_h pass through sqrt(1 - N^2 / (Pr |S|^2))
-    near its zero, so their largest pointwise change (1.1e-12 measured) is
-    checked in the L2 norm (3.2e-13 measured); and BiCGSTAB's pi' is defined
-    only to the solve's tolerance (1e-10): its stopping rule now tests the true
-    residual, so the iterates differ at that level (1.7e-11 measured).
+    The prognostic fields and every flux agree to 1e-11 of their largest value.
+    They agreed to 1.4e-13 while the arithmetic was that of 0.1.0. Writing the
+    Runge-Kutta stages as x + a (x0 - x) instead of a x0 + b x (it removed a
+    float32 warm bias) changed the float64 results by round-off, which 60
+    steps grow to at most 1.2e-12 (the surface stress). Two exceptions, both
+    round-off made larger by the quantity itself. K_m and K_h pass through
+    sqrt(1 - N^2 / (Pr |S|^2)) near its zero, so they are checked in the L2
+    norm (3.2e-13, then 4.0e-12 after the rewrite). And pi' is defined only to
+    the solve's tolerance (1e-10): a change of round-off (the rewrite, or
+    BiCGSTAB's stopping rule on the true residual) moves the Krylov iterates
+    at that level (2.1e-12 with PCG, 1.7e-11 with BiCGSTAB).
     """
     if field in ("km", "kh"):
-        return _l2_relative_error(a, b), 1e-12
-    if field == "pipert" and name == "bicgstab_weno":
+        return _l2_relative_error(a, b), 1e-11
+    if field == "pipert":
         return _relative_error(a, b), 1e-10
-    return _relative_error(a, b), 1e-12
+    return _relative_error(a, b), 1e-11
 
 
 @pytest.mark.slow
