@@ -342,3 +342,17 @@ def test_the_l2_and_laplacian_terms_do_not_depend_on_the_units(example):
     want = rollout_loss(pred, truth, example["scales"])
     for name in TERMS:
         np.testing.assert_allclose(float(got[name]), float(want[name]), rtol=1e-10)
+
+
+def test_level_floor_bounds_the_scale_of_a_quiet_level():
+    """With level_floor, a level whose range is 1e-4 of the field's range gets
+    f at most 1/floor^3 times a lively level's; without it, 1e12 times."""
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=(8, 3, 4, 4))
+    samples[:, 0] *= 1e-4
+    paper = scale_factor(samples, axes=(0,))
+    floored = scale_factor(samples, axes=(0,), level_floor=0.1)
+    np.testing.assert_array_equal(scale_factor(samples, axes=(0,), level_floor=0.0), paper)
+    assert paper[0].max() / paper[1].max() > 1e6
+    assert floored[0].max() / floored[1:].max() < 1e3
+    np.testing.assert_allclose(floored[1:], paper[1:])

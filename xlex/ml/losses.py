@@ -70,18 +70,26 @@ def laplacian(a, spacing, xp=jnp):
     return lx + ly + (above - 2.0 * a + below) / dz**2
 
 
-def scale_factor(values, axes) -> np.ndarray:
+def scale_factor(values, axes, *, level_floor=0.0) -> np.ndarray:
     """f_scale of eq. 25 for samples ``values`` (``axes`` index the samples;
     the remaining axes are (level, y, x)): the point range over the cube of
-    the level range, 0 on a level that never varied."""
+    the level range, 0 on a level that never varied.
+
+    ``level_floor`` (beyond the paper; 0, the default, is eq. 25 exactly)
+    floors each level's range at that fraction of the field's range over all
+    levels, so that a nearly quiet level is not weighted by up to
+    1 / level_floor^3 more than the liveliest one's scale."""
     values = np.asarray(values)
     hi, lo = values.max(axis=axes), values.min(axis=axes)
     level = hi.max(axis=(-2, -1), keepdims=True) - lo.min(axis=(-2, -1), keepdims=True)
+    if level_floor:
+        whole = hi.max() - lo.min()
+        level = np.where(level > 0, np.maximum(level, level_floor * whole), level)
     safe = np.where(level > 0, level, 1.0)
     return np.where(level > 0, (hi - lo) / safe**3, 0.0)
 
 
-def loss_scales(states, base, spacing) -> LossScales:
+def loss_scales(states, base, spacing, *, level_floor=0.0) -> LossScales:
     """The scales of eq. 25 from training states (numpy; any leading sample axes).
 
     Parameters
@@ -93,6 +101,8 @@ def loss_scales(states, base, spacing) -> LossScales:
         first (one per window), or unbatched.
     spacing : (dx, dy, dz)
         Grid spacing [m].
+    level_floor : float
+        See :func:`scale_factor` (0: the paper's eq. 25).
     """
     th0, qv0 = np.asarray(base.th0), np.asarray(base.qv0)
     lead = np.ndim(states.th) - 3
@@ -103,9 +113,10 @@ def loss_scales(states, base, spacing) -> LossScales:
     qvp = np.asarray(states.qv) - qv0
     axes = tuple(range(lead))
     fields = (thp, qvp, np.asarray(states.u), np.asarray(states.v), np.asarray(states.w))
-    lap = tuple(scale_factor(laplacian(f, spacing, np), axes) for f in (thp, qvp))
-    return LossScales(l2=tuple(scale_factor(f, axes) for f in fields),
-                      negative_qv=scale_factor(qvp, axes), laplacian=lap,
+    kw = {"level_floor": level_floor}
+    lap = tuple(scale_factor(laplacian(f, spacing, np), axes, **kw) for f in (thp, qvp))
+    return LossScales(l2=tuple(scale_factor(f, axes, **kw) for f in fields),
+                      negative_qv=scale_factor(qvp, axes, **kw), laplacian=lap,
                       spacing=tuple(float(s) for s in spacing))
 
 
