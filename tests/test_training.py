@@ -40,6 +40,7 @@ from xlex.core.grid import Grid
 from xlex.core.model import Physics
 from xlex.io.convert import coordinates, states_to_dataset
 from xlex.ml import NetworkConfig, NeuralSGS, calibrate, make_training_data, train_online
+from xlex.ml.losses import loss_scales
 from xlex.ml.network import build_autoencoder
 from xlex.ml.normalisation import dataset_grid, normalisation_from_data
 
@@ -359,8 +360,9 @@ def test_a_12_step_gradient_needs_at_most_4_times_the_memory_of_a_1_step_one(cal
 # --------------------------------------------------------------------------- bad input
 
 
-def synthetic_windows(dx=3000.0, steps=3, seconds=20.0, windows=4):
-    """Windows of random fields on 8 x 8 x 4 cells of ``dx`` (nothing runs)."""
+def synthetic_windows(dx=3000.0, steps=3, seconds=20.0, windows=4, quiet_top=False):
+    """Windows of random fields on 8 x 8 x 4 cells of ``dx`` (nothing runs); with
+    ``quiet_top`` th' varies 1000 times less on the top level."""
     grid = Grid(nx=8, ny=8, nz=4, dx=dx, dy=dx, dz=3000.0)
     nt = windows * (steps + 1)
     rng = np.random.default_rng(0)
@@ -369,6 +371,8 @@ def synthetic_windows(dx=3000.0, steps=3, seconds=20.0, windows=4):
     fields["w"] = rng.normal(size=(nt, *grid.w_shape))
     fields["w"][:, 0] = fields["w"][:, -1] = 0.0
     fields["th"] = 300.0 + rng.normal(size=shape)
+    if quiet_top:
+        fields["th"][:, -1] = 300.0 + 1e-3 * rng.normal(size=(nt, *shape[-2:]))
     fields["qv"] = 1e-3 * rng.uniform(size=shape)
     base = {"th0": np.full(4, 300.0), "qv0": np.linspace(1e-3, 1e-4, 4),
             "pi0": np.linspace(1.0, 0.9, 4)}
@@ -415,6 +419,8 @@ def _train(test=None, **changes):
     (_train(epochs=2.5), OptionTypeError, ["epochs"]),
     (_train(batch_size=5), OptionError, ["batch_size=5", "4 training windows"]),
     (_train(precision="float16"), OptionError, ["precision", "float16"]),
+    (_train(level_floor=1.5), OptionError, ["level_floor=1.5", "[0, 1]"]),
+    (_train(level_floor="0.1"), OptionTypeError, ["level_floor", "number"]),
     (_train(model=xlex.Smagorinsky()), OptionTypeError, ["model", "NeuralSGS"]),
     (_train(physics="default"), OptionTypeError, ["physics", "Physics"]),
     (lambda data: train_online(data.isel(step=0), progress=False), OptionError,
@@ -431,7 +437,8 @@ def _train(test=None, **changes):
      OptionError, ["lookahead", "4"]),
 ], ids=["test-grid", "test-step", "test-too-short", "lookahead-too-long",
         "rate-increases", "rate-zero", "rate-not-a-number", "epochs-0", "epochs-per-stage",
-        "epochs-not-int", "batch-too-large", "precision", "model-not-neural", "physics-str",
+        "epochs-not-int", "batch-too-large", "precision", "floor-above-1", "floor-str",
+        "model-not-neural", "physics-str",
         "not-windows", "calibrate-unknown-parameter", "calibrate-parameters-str",
         "calibrate-bounds-reversed", "calibrate-bounds-unknown", "calibrate-lookahead"])
 def test_bad_input_is_refused_before_compiling(no_compiling, fit, error, words):
@@ -442,11 +449,42 @@ def test_bad_input_is_refused_before_compiling(no_compiling, fit, error, words):
         assert word in str(info.value), (word, str(info.value))
 
 
+@pytest.mark.parametrize("floor", [0.0, 0.1])
+def test_the_level_floor_reaches_the_loss_scales_of_the_fit(floor):
+    """train_online(level_floor=...) builds the fit's scales of eq. 25 with that floor
+    (nothing compiles: an engine only wraps its jitted functions). On a level where
+    th' varies 1000 times less, the paper's scale (point range / level range^3)
+    is ~1e6 times a lively level's; a floor of 0.1 brings it back near 1."""
+    data = synthetic_windows(quiet_top=True)
+    with jax.enable_x64(True):
+        windows = training.load_windows(data)
+        schedule = training.check_schedule(lookahead=(3,), epochs=1, learning_rate=1e-3,
+                                           batch_size=1, precision="float64", seed=0,
+                                           level_floor=floor)
+        problem = training._Problem(physics=Physics(sgs=xlex.Smagorinsky()),
+                                    select=lambda path: training._path_names(path)[-1] == "cs",
+                                    bounds=None, label="Smagorinsky(cs)")
+        engine = training._Engine(problem, windows, schedule, 1)
+    grid = windows.grid
+    spacing = (grid.dx, grid.dy, grid.dz)
+    paper = loss_scales(windows.states, windows.base, spacing)
+    floored = loss_scales(windows.states, windows.base, spacing, level_floor=floor)
+    th_scale = np.asarray(engine.scales.l2[0])
+    np.testing.assert_allclose(th_scale, floored.l2[0], rtol=1e-12)
+    quiet_over_lively = th_scale[-1].max() / th_scale[0].max()
+    if floor:
+        assert quiet_over_lively < 10.0, quiet_over_lively
+        assert th_scale[-1].max() < 1e-5 * paper.l2[0][-1].max()
+    else:
+        assert quiet_over_lively > 1e5, quiet_over_lively
+
+
 @pytest.mark.parametrize("changes, words", [
     (dict(epochs=9), ["epochs", "[8]", "[9]"]),
     (dict(learning_rate=(1e-2, 1e-4)), ["learning_rate"]),
     (dict(seed=1), ["seed"]),
-], ids=["epochs", "learning_rate", "seed"])
+    (dict(level_floor=0.1), ["level_floor", "[0.0]", "[0.1]"]),
+], ids=["epochs", "learning_rate", "seed", "level_floor"])
 def test_a_directory_of_another_training_is_refused(no_compiling, trained, teacher_windows,
                                                     models, changes, words):
     """A checkpoint of other settings is refused before anything runs, naming them."""

@@ -66,6 +66,7 @@ class Schedule:
     batch_size: int
     precision: str
     seed: int
+    level_floor: float = 0.0
 
     @property
     def epoch_lookahead(self) -> list[int]:
@@ -101,7 +102,17 @@ def _learning_rates(value):
     return tuple(rates)
 
 
-def _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed) -> Schedule:
+def _level_floor(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise OptionTypeError(f"level_floor must be a number in [0, 1], e.g. 0.1; got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise OptionError(f"level_floor={value!r} is outside [0, 1]: it is a fraction of each "
+                          "field's range over all levels (0, the paper's eq. 25; e.g. 0.1)")
+    return float(value)
+
+
+def _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed,
+              level_floor=0.0) -> Schedule:
     lookahead = _int_tuple("lookahead", lookahead, "(3, 6, 12)")
     epochs = _int_tuple("epochs", epochs, "10 or (4, 4, 2)")
     if len(epochs) == 1:
@@ -114,13 +125,15 @@ def _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed) -> 
     return Schedule(lookahead=lookahead, epochs=epochs,
                     learning_rate=_learning_rates(learning_rate),
                     batch_size=_positive_int("batch_size", batch_size),
-                    precision=precision, seed=_positive_int("seed", seed, minimum=0))
+                    precision=precision, seed=_positive_int("seed", seed, minimum=0),
+                    level_floor=_level_floor(level_floor))
 
 
-def check_schedule(*, lookahead, epochs, learning_rate, batch_size, precision, seed):
+def check_schedule(*, lookahead, epochs, learning_rate, batch_size, precision, seed,
+                   level_floor=0.0):
     """Check the schedule options of :func:`train_online` (what it checks first),
     e.g. for a command that reads the training data only after them."""
-    return _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed)
+    return _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed, level_floor)
 
 
 # --------------------------------------------------------------------------- data
@@ -304,7 +317,8 @@ class _Engine:
         if not self.moving:
             raise OptionError(f"{problem.label}: nothing to train (no parameter selected)")
         grid = windows.grid
-        scales = loss_scales(windows.states, windows.base, (grid.dx, grid.dy, grid.dz))
+        scales = loss_scales(windows.states, windows.base, (grid.dx, grid.dy, grid.dz),
+                             level_floor=schedule.level_floor)
         self.scales = jax.tree.map(lambda a: jnp.asarray(a, self.dtype), scales)
         self._config = (problem.physics, grid, windows.dt)
         self._schedule = (schedule.learning_rate, total_steps, problem.bounds)
@@ -361,6 +375,9 @@ def _save(manager, epoch, moving, opt_state, record):
         manager.wait_until_finished()
 
 
+_SETTING_DEFAULTS = {"level_floor": 0.0}
+
+
 def _restore(manager, moving, opt_state, settings, directory):
     import orbax.checkpoint as ocp
     epoch = manager.latest_step()
@@ -374,6 +391,8 @@ def _restore(manager, moving, opt_state, settings, directory):
         raise OptionError(f"{str(directory)!r} holds a checkpoint of another model or scheme "
                           f"({type(err).__name__}: {err}); train into another directory") from None
     record = got["record"]
+    # a checkpoint from before a setting existed was made with its default
+    record["settings"] = {**_SETTING_DEFAULTS, **record["settings"]}
     if record["settings"] != settings:
         diff = sorted(k for k in settings if record["settings"].get(k) != settings[k])
         raise OptionError(f"{str(directory)!r} holds a training with other settings ({diff}: "
@@ -529,7 +548,7 @@ def _path_names(path):
 
 def train_online(train, *, model=None, test=None, lookahead=(3, 6, 12), epochs=1,
                  learning_rate=(1e-3, 1e-6), batch_size=1, precision="float64", physics=None,
-                 directory=None, checkpoint_every=1, seed=0, progress=True):
+                 directory=None, checkpoint_every=1, seed=0, level_floor=0.0, progress=True):
     """Train a neural subgrid model through the solver (the paper's online training).
 
     Each optimiser step takes ``batch_size`` windows, runs the hybrid model
@@ -575,6 +594,10 @@ def train_online(train, *, model=None, test=None, lookahead=(3, 6, 12), epochs=1
         Epochs between checkpoints (the last epoch is always saved).
     seed : int, default 0
         Seed of the new model's weights and of the order of the windows.
+    level_floor : float, default 0.0
+        Floor of each level's range in the loss scales of eq. 25, as a
+        fraction of the field's range over all levels (beyond the paper; 0 is
+        its equation exactly). See :func:`xlex.ml.losses.loss_scales`.
     progress : bool, default True
         Show a progress bar (batches, epoch, loss).
 
@@ -602,7 +625,8 @@ def train_online(train, *, model=None, test=None, lookahead=(3, 6, 12), epochs=1
     """
     from xlex.ml.neural_sgs import NeuralSGS
 
-    schedule = _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed)
+    schedule = _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed,
+                         level_floor)
     _check_data(train, "train")
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     grid = dataset_grid(train)
@@ -652,7 +676,8 @@ def _bounds(names, bounds):
 
 def calibrate(scheme, train, *, parameters=("cs",), bounds=None, test=None, lookahead=(3,),
               epochs=5, learning_rate=(1e-2, 1e-3), batch_size=1, precision="float64",
-              physics=None, directory=None, checkpoint_every=1, seed=0, progress=True):
+              physics=None, directory=None, checkpoint_every=1, seed=0, level_floor=0.0,
+              progress=True):
     """Fit float parameters of a scheme by the loss of online training.
 
     The scheme takes its slot of ``physics`` (e.g. a Smagorinsky the sgs
@@ -675,7 +700,7 @@ def calibrate(scheme, train, *, parameters=("cs",), bounds=None, test=None, look
     bounds : dict, optional
         ``{name: (low, high)}``; default (0, inf) for each: xlex's schemes
         take positive constants.
-    lookahead, epochs, learning_rate, batch_size, precision, physics, directory, checkpoint_every, seed, progress
+    lookahead, epochs, learning_rate, batch_size, precision, physics, directory, checkpoint_every, seed, level_floor, progress
         As in :func:`train_online`; the defaults suit a constant of order 0.1
         (steps of ~1e-2 decaying to 1e-3).
 
@@ -698,7 +723,8 @@ def calibrate(scheme, train, *, parameters=("cs",), bounds=None, test=None, look
                           f"parameters are {tuple(leaves)}")
     names = tuple(parameters)
     limits = _bounds(names, bounds)
-    schedule = _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed)
+    schedule = _schedule(lookahead, epochs, learning_rate, batch_size, precision, seed,
+                         level_floor)
     _check_data(train, "train")
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     _check_compatible(train, test, dataset_grid(train), schedule)
