@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 from xlex import cli
+from xlex.ml.training import LEVEL_FLOOR
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -368,6 +369,7 @@ def test_train_writes_the_model_its_history_and_its_options(trained):
     assert np.all(np.isfinite(history["test_loss"].values))
     record = json.loads((model / cli.TRAINING_RECORD).read_text())
     assert record["dt"] == 20.0 and record["factors"] == [1, 1, 1]
+    assert record["level_floor"] == LEVEL_FLOOR  # the library's default
     assert record["truth"] == [str(p.resolve()) for p in truths]
     assert cli._checkpoints_in(model)() == (f"{model} holds the checkpoint after epoch 2; "
                                             "the same command resumes from it")
@@ -413,6 +415,7 @@ def test_run_with_the_trained_model_takes_its_grid_and_step(trained, tmp_path):
     (["train", "{truth}", "--lookahead", "0"], ["lookahead", ">= 1"]),
     (["train", "{truth}", "--learning-rate", "1e-4,1e-3"], ["increases"]),
     (["train", "{truth}", "--epochs", "2,2", "--lookahead", "3"], ["epochs", "lookahead"]),
+    (["train", "{truth}", "--level-floor", "2"], ["level_floor=2.0", "[0, 1]"]),
     (["train", "{truth}", "--smoke"], ["--smoke", "--paper"]),
     (["train", "{truth}", "--paper"], ["--paper", "no files"]),
     (["train", "{truth}", "-o", "{truth}"], ["is a file"]),
@@ -423,7 +426,7 @@ def test_run_with_the_trained_model_takes_its_grid_and_step(trained, tmp_path):
                                                    "leave out --dx"]),
     (["run", "--sgs", "{empty}"], ["holds no model.nn", "xlex train"]),
 ], ids=["no-truth", "missing-truth", "factors", "lookahead", "rate-increases",
-        "epochs-per-stage", "smoke-alone", "paper-with-files", "output-a-file",
+        "epochs-per-stage", "level-floor", "smoke-alone", "paper-with-files", "output-a-file",
         "other-data", "sgs-unknown", "sgs-not-a-model", "sgs-other-grid", "sgs-empty-folder"])
 def test_train_and_run_sgs_refuse_bad_input_before_work(trained, tmp_path, monkeypatch, argv,
                                                         words):

@@ -483,7 +483,7 @@ def test_the_level_floor_reaches_the_loss_scales_of_the_fit(floor):
     (dict(epochs=9), ["epochs", "[8]", "[9]"]),
     (dict(learning_rate=(1e-2, 1e-4)), ["learning_rate"]),
     (dict(seed=1), ["seed"]),
-    (dict(level_floor=0.1), ["level_floor", "[0.0]", "[0.1]"]),
+    (dict(level_floor=0.0), ["level_floor", f"[{training.LEVEL_FLOOR}]", "[0.0]"]),
 ], ids=["epochs", "learning_rate", "seed", "level_floor"])
 def test_a_directory_of_another_training_is_refused(no_compiling, trained, teacher_windows,
                                                     models, changes, words):

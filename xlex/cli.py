@@ -109,6 +109,9 @@ def _add_train(sub):
                    help="arithmetic of the training (float64, as the paper)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weights, the test split and the window order (0)")
+    p.add_argument("--level-floor", type=float, default=None, metavar="F",
+                   help="floor of each level's range in the loss scale of eq. 25, a fraction "
+                        "of the field's range over all levels (0.1; 0: the paper's equation)")
     p.add_argument("--paper", action="store_true",
                    help="the paper's whole experiment instead (python -m xlex.ml.paper): "
                         "six 100 m truth runs, data, the paper network; for a GPU")
@@ -392,7 +395,7 @@ def cmd_train(args):
               "epochs": _numbers("--epochs", args.epochs, int),
               "learning_rate": _numbers("--learning-rate", args.learning_rate, float),
               "batch_size": args.batch_size, "preset": args.preset,
-              "precision": args.precision}
+              "precision": args.precision, "level_floor": _level_floor_option(args)}
     from xlex.ml.training import check_schedule
     check_schedule(**_schedule_options(record))  # before any data is read
     _check_training_folder(folder, record)
@@ -435,7 +438,12 @@ def _schedule_options(record) -> dict:
     """The keywords of train_online that the options of ``xlex train`` give."""
     one = {k: record[k][0] if len(record[k]) == 1 else tuple(record[k])
            for k in ("lookahead", "epochs", "learning_rate")}
-    return {**one, **{k: record[k] for k in ("batch_size", "precision", "seed")}}
+    return {**one, **{k: record[k] for k in ("batch_size", "precision", "seed", "level_floor")}}
+
+
+def _level_floor_option(args) -> float:
+    from xlex.ml.training import LEVEL_FLOOR
+    return LEVEL_FLOOR if args.level_floor is None else args.level_floor
 
 
 def _write_atomically(path: Path, text: str):

@@ -85,7 +85,7 @@ def train(out: Path, paths, config: dict, *, epochs, progress=True):
     model, history = xlex.ml.train_online(
         data, model=model, test=test, lookahead=config["lookahead"], epochs=epochs,
         learning_rate=(1e-3, 1e-6), batch_size=config["batch_size"], precision="float64",
-        directory=out / "model", progress=progress)
+        level_floor=0.0, directory=out / "model", progress=progress)  # eq. 25 as the paper
     history.to_netcdf(out / "model" / "history.nc")
     _log(f"trained in {time.perf_counter() - start:.0f} s: {model.source}; "
          f"final test loss {float(history.test_loss[-1]):.4g}")
