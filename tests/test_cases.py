@@ -432,14 +432,18 @@ def test_cbl_bad_recorded_option_names_the_attribute(cbl):
     bad.attrs[PHYSICS_ATTR] = bad.attrs[PHYSICS_ATTR].replace('"Smagorinsky"', '"Smag"')
     with pytest.raises(OptionError, match=f"{PHYSICS_ATTR} attribute"):
         bad.lex.integrate("20s", dt=10.0, output_every="10s", progress=False)
-    # the whole physics named in the call overrides the bad record
-    out = bad.lex.integrate("20s", dt=10.0, output_every="20s", progress=False,
-                            physics=xlex.Physics())
+    # the whole physics named in the call overrides the bad record (the configuration
+    # of the plain run of test_cbl_options_inherited_by_group: nothing new to compile)
+    out = bad.lex.integrate("20s", dt=20.0, output_every="20s", progress=False,
+                            precision="float64", physics=xlex.Physics())
     assert physics_of(out) == xlex.Physics()
 
 
 def test_cbl_single_option_overrides_keep_the_rest(cbl):
-    run = dict(duration="20s", dt=20.0, output_every="20s", progress=False)
+    # float64 and one step an output, as in test_cbl_options_inherited_by_group: the
+    # runs reuse its two compiled programs
+    run = dict(duration="20s", dt=20.0, output_every="20s", progress=False,
+               precision="float64")
     rough = cbl.lex.integrate(**run, roughness_length=0.5)
     assert physics_of(rough).surface == xlex.BulkSurface(
         surface_potential_temperature=305.0, roughness_length=0.5, moisture_availability=0.0)
