@@ -66,7 +66,7 @@ class Schedule:
     batch_size: int
     precision: str
     seed: int
-    level_floor: float = 0.0
+    level_floor: float
 
     @property
     def epoch_lookahead(self) -> list[int]:
