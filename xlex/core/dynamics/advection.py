@@ -32,6 +32,7 @@ is conserved exactly as before.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from xlex.core import operators as op
@@ -116,9 +117,13 @@ def periodic_west_face_value(q, velocity, axis, eps=WENO_EPSILON, linear=False, 
         eps = relative_epsilon(q, eps)
     s = lambda k: jnp.roll(q, k, axis=axis)  # noqa: E731  s(k)[i] = q[i - k]
     scheme = upwind5 if linear else weno5
-    from_west = scheme(s(3), s(2), s(1), q, s(-1), eps)
-    from_east = scheme(s(-2), s(-1), q, s(1), s(2), eps)
-    return jnp.where(velocity >= 0, from_west, from_east)
+    # the upwind stencil is chosen before the one reconstruction: the same values
+    # as reconstructing from both sides and choosing after, with half the
+    # reconstructions to trace, compile and differentiate
+    west = velocity >= 0
+    pick = lambda a, b: jnp.where(west, a, b)  # noqa: E731
+    return scheme(pick(s(3), s(-2)), pick(s(2), s(-1)), pick(s(1), q), pick(q, s(1)),
+                  pick(s(-1), s(2)), eps)
 
 
 def bounded_interior_face_value(q, velocity, order, eps=WENO_EPSILON, linear=False, *,
@@ -143,30 +148,18 @@ def bounded_interior_face_value(q, velocity, order, eps=WENO_EPSILON, linear=Fal
     def at(k):  # q[j + k] for the faces j + 1/2, j = 0 .. n - 2
         return p[..., 3 + k:3 + k + n - 1, :, :]
 
+    up = velocity >= 0  # stencils chosen before reconstructing, as along x and y
+    pick = lambda k: jnp.where(up, at(k), at(1 - k))  # noqa: E731  the k-th upwind point
+
     centred = 0.5 * (at(0) + at(1))
-    w3 = jnp.where(velocity >= 0, s3(at(-1), at(0), at(1), eps),
-                   s3(at(2), at(1), at(0), eps))
+    w3 = s3(pick(-1), pick(0), pick(1), eps)
     face = jnp.arange(n - 1)
     nearer = jnp.minimum(face + 1, n - 1 - face)[:, None, None]
     value = jnp.where(nearer >= 2, w3, centred)
     if order == 5:
-        w5 = jnp.where(velocity >= 0,
-                       s5(at(-2), at(-1), at(0), at(1), at(2), eps),
-                       s5(at(3), at(2), at(1), at(0), at(-1), eps))
+        w5 = s5(pick(-2), pick(-1), pick(0), pick(1), pick(2), eps)
         value = jnp.where(nearer >= 3, w5, value)
     return value
-
-
-def _face_fluxes(q, gx, gy, gz, order_z, eps, linear, relative):
-    """Fluxes g q_face of a centred field on the west, south (periodic, same
-    shape as q) and z faces (nz + 1, zero on the walls), mass flux [kg m-2 s-1]
-    times the field's units."""
-    flux_x = gx * periodic_west_face_value(q, gx, op.X, eps, linear, relative=relative)
-    flux_y = gy * periodic_west_face_value(q, gy, op.Y, eps, linear, relative=relative)
-    inner = gz[..., 1:-1, :, :]
-    flux_z = inner * bounded_interior_face_value(q, inner, order_z, eps, linear,
-                                                 relative=relative)
-    return flux_x, flux_y, op._pad_z(flux_z, 1, 1)  # no flux through the walls
 
 
 def _divergences(flux_x, flux_y, flux_z, dx, dy, dz):
@@ -227,37 +220,45 @@ def renormalise_outflow(q, m, flux_x, flux_y, flux_z, div_g, dx, dy, dz, dt):
     return flux_x, flux_y, flux_z
 
 
-def advect_centred(q, gx, gy, gz, m, dx, dy, dz, order_z, eps, linear=False, *,
-                   relative=False, positive_dt=None):
-    """Advective tendency of a field on cell centres (also used for u and v,
-    whose control volumes have the same z layout), given mass fluxes on the west,
-    south and bottom faces of its control volumes and its own mass weight ``m``.
-    ``relative`` as in :func:`periodic_west_face_value`; with ``positive_dt`` [s] the fluxes are
-    renormalised by :func:`renormalise_outflow` for a stage of that length."""
-    fluxes = _face_fluxes(q, gx, gy, gz, order_z, eps, linear, relative)
-    div_g = sum(_divergences(gx, gy, gz, dx, dy, dz))
+def _flux_form_tendency(q, fluxes, mass_fluxes, m, dx, dy, dz, positive_dt=None):
+    """-(1/m) [div(fluxes) - q div(mass_fluxes)] of a centred field (u, v, th, qv)
+    from its fluxes on the west, south and z faces, renormalised first with
+    ``positive_dt`` (:func:`renormalise_outflow`)."""
+    div_g = sum(_divergences(*mass_fluxes, dx, dy, dz))
     if positive_dt is not None:
         fluxes = renormalise_outflow(q, m, *fluxes, div_g, dx, dy, dz, positive_dt)
     div_flux = sum(_divergences(*fluxes, dx, dy, dz))
     return -(div_flux - q * div_g) / m
 
 
-def advect_w(w, gx, gy, gz, mf, dx, dy, dz, order_z, eps, linear=False, *, relative=False):
-    """Advective tendency of w (nz + 1 levels) given mass fluxes on its control
-    volumes' faces: gx, gy on the nz + 1 levels, gz on the nz cell centres.
-    The wall levels get zero tendency; ``relative`` as in :func:`periodic_west_face_value`."""
-    flux_x = gx * periodic_west_face_value(w, gx, op.X, eps, linear, relative=relative)
-    flux_y = gy * periodic_west_face_value(w, gy, op.Y, eps, linear, relative=relative)
+def _w_tendency(w, fluxes, mass_fluxes, mf, dx, dy, dz):
+    """The flux-form tendency of w (nz + 1 levels) from its fluxes on the west and
+    south faces (nz + 1 levels) and on the cell centres (its control volumes' z
+    faces, nz levels); the wall levels get zero."""
     nxt = lambda a, axis: jnp.roll(a, -1, axis=axis)  # noqa: E731
-    fx = (nxt(flux_x, op.X) - flux_x) / dx
-    fy = (nxt(flux_y, op.Y) - flux_y) / dy
-    dgx = (nxt(gx, op.X) - gx) / dx
-    dgy = (nxt(gy, op.Y) - gy) / dy
-    flux = gz * bounded_interior_face_value(w, gz, order_z, eps, linear, relative=relative)
-    fz = op._pad_z((flux[..., 1:, :, :] - flux[..., :-1, :, :]) / dz, 1, 1)
-    dgz = op._pad_z((gz[..., 1:, :, :] - gz[..., :-1, :, :]) / dz, 1, 1)
-    tend = -((fx + fy + fz) - w * (dgx + dgy + dgz)) / op.column(mf)
+
+    def divergence(fx, fy, fz):
+        dfz = op._pad_z((fz[..., 1:, :, :] - fz[..., :-1, :, :]) / dz, 1, 1)
+        return (nxt(fx, op.X) - fx) / dx + (nxt(fy, op.Y) - fy) / dy + dfz
+
+    tend = -(divergence(*fluxes) - w * divergence(*mass_fluxes)) / op.column(mf)
     return op.zero_walls(tend)
+
+
+def _stack(arrays, nz1):
+    """The arrays (nz or nz + 1 levels) stacked along a new leading axis, the
+    ones of nz levels padded with a zero level on top to ``nz1`` levels."""
+    return jnp.stack([a if a.shape[-3] == nz1 else op._pad_z(a, 0, 1) for a in arrays])
+
+
+def _stacked_epsilon(fields, eps, relative):
+    """``eps``, or with ``relative`` each field's ``(eps, scale)`` of
+    :func:`relative_epsilon`, the scales stacked to broadcast against
+    :func:`_stack` of the fields."""
+    if not relative:
+        return eps
+    scale = jnp.stack([relative_epsilon(q, eps)[1] for q in fields])
+    return eps, scale.reshape(scale.shape + (1,) * fields[0].ndim)
 
 
 def advection_tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, *, order_z=5,
@@ -310,23 +311,55 @@ def advection_tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, *, order
     fy = mc * v
     fz = op.column(mass_faces) * w
 
-    # scalars: the flux lives on the scalar cells' own faces
-    th_t = advect_centred(th, fx, fy, fz, mc, dx, dy, dz, order_z, eps, relative=relative)
-    qv_t = advect_centred(qv, fx, fy, fz, mc, dx, dy, dz, order_z, eps, relative=relative,
-                          positive_dt=positive_dt)
+    # Each field moves with the mass flux on the faces of its own control volumes:
+    # th and qv with F on theirs; u (centred on the west face, whose west face is
+    # cell centre i - 1), v (south face) and w (bottom face) with F interpolated
+    # there, w's vertical flux living on the cell centres.
+    names = ("th", "qv", "u", "v", "w")
+    fields = (th, qv, u, v, w)
+    mass_fluxes = ((fx, fy, fz), (fx, fy, fz),
+                   tuple(op.interp_x_centre_to_face(g) for g in (fx, fy, fz)),
+                   tuple(op.interp_y_centre_to_face(g) for g in (fx, fy, fz)),
+                   (op.interp_z_centre_to_face(fx), op.interp_z_centre_to_face(fy),
+                    op.interp_z_face_to_centre(fz)))
+    linear = (False, False) + (linear_momentum,) * 3
 
-    kw = dict(relative=relative)
-    # u: control volume centred on the west face; its west face is cell centre i-1
-    u_t = advect_centred(
-        u, op.interp_x_centre_to_face(fx), op.interp_x_centre_to_face(fy),
-        op.interp_x_centre_to_face(fz), mc, dx, dy, dz, order_z, eps, linear_momentum, **kw)
-    # v: centred on the south face
-    v_t = advect_centred(
-        v, op.interp_y_centre_to_face(fx), op.interp_y_centre_to_face(fy),
-        op.interp_y_centre_to_face(fz), mc, dx, dy, dz, order_z, eps, linear_momentum, **kw)
-    # w: centred on the bottom face; vertical fluxes at cell centres
-    w_t = advect_w(
-        w, op.interp_z_centre_to_face(fx), op.interp_z_centre_to_face(fy),
-        op.interp_z_face_to_centre(fz), mass_faces, dx, dy, dz, order_z, eps,
-        linear_momentum, **kw)
-    return u_t, v_t, w_t, th_t, qv_t
+    # The fields with one scheme are reconstructed as one stacked array (each with
+    # its own relative epsilon): along x and y all of them (the centred ones padded
+    # to w's nz + 1 levels), along z the centred ones and w apart (their walls
+    # differ). One WENO per direction and group to trace, compile and
+    # differentiate instead of one per field; the same values.
+    nz1 = w.shape[-3]
+    face_x, face_y, face_z = [None] * 5, [None] * 5, [None] * 5
+    for lin in sorted(set(linear)):
+        group = [i for i in range(5) if linear[i] == lin]
+        qs = [fields[i] for i in group]
+        q = _stack(qs, nz1)
+        e = _stacked_epsilon(qs, eps, relative)
+        for axis, faces, d in ((op.X, face_x, 0), (op.Y, face_y, 1)):
+            g = _stack([mass_fluxes[i][d] for i in group], nz1)
+            value = g * periodic_west_face_value(q, g, axis, e, lin)
+            for j, i in enumerate(group):
+                faces[i] = value[j, ..., :fields[i].shape[-3], :, :]
+        centred = [j for j, i in enumerate(group) if names[i] != "w"]
+        if centred:
+            q_c = jnp.stack([qs[j] for j in centred])
+            g_c = jnp.stack([mass_fluxes[group[j]][2][..., 1:-1, :, :] for j in centred])
+            e_c = e if not relative else (eps, e[1][jnp.asarray(centred)])
+            value = op._pad_z(g_c * bounded_interior_face_value(q_c, g_c, order_z, e_c, lin),
+                              1, 1)  # no flux through the walls
+            for k, j in enumerate(centred):
+                face_z[group[j]] = value[k]
+        if "w" in [names[i] for i in group]:
+            gz = mass_fluxes[4][2]
+            e_w = e if not relative else (eps, e[1][-1])
+            face_z[4] = gz * bounded_interior_face_value(w, gz, order_z, e_w, lin)
+
+    tend = {}
+    for i, name in enumerate(names[:4]):
+        tend[name] = _flux_form_tendency(
+            fields[i], (face_x[i], face_y[i], face_z[i]), mass_fluxes[i], mc, dx, dy, dz,
+            positive_dt if name == "qv" else None)
+    w_t = _w_tendency(w, (face_x[4], face_y[4], face_z[4]), mass_fluxes[4], mass_faces,
+                      dx, dy, dz)
+    return tend["u"], tend["v"], w_t, tend["th"], tend["qv"]
