@@ -32,7 +32,6 @@ is conserved exactly as before.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from xlex.core import operators as op
