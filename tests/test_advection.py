@@ -154,7 +154,7 @@ def test_relative_weno_order_and_units(velocity):
         assert 0.5 <= rel["weno"] / ab["weno"] <= 2.0
 
 
-_periodic = jax.jit(adv.periodic_west_face_value, static_argnames=("axis", "linear"))
+_periodic = jax.jit(adv.periodic_face_values, static_argnames=("axis", "linear"))
 _bounded = jax.jit(adv.bounded_interior_face_value, static_argnames=("order", "linear"))
 
 
@@ -205,23 +205,30 @@ def test_periodic_face_value_upwinds_and_is_fifth_order(linear):
         edges = np.arange(n + 1) / n
         prim = -np.cos(2 * np.pi * edges + 0.37) / (2 * np.pi)
         avg = amplitude * (prim[1:] - prim[:-1]) * n
-        exact = amplitude * np.sin(2 * np.pi * edges[:-1] + 0.37)  # west faces
+        exact = amplitude * np.sin(2 * np.pi * edges + 0.37)  # faces 0 .. n
         q = jnp.asarray(np.broadcast_to(avg, (2, 6, n)))
         for sign in errs:
-            got = _periodic(q, jnp.full(q.shape, sign), op.X, linear=linear)
-            errs[sign].append(np.max(np.abs(np.asarray(got)[0, 0] - exact)))
+            got = np.asarray(_periodic(q, jnp.full((2, 6, n + 1), sign), op.X, linear=linear))
+            assert got.shape == (2, 6, n + 1)
+            # the last face is the first one again, to the bit
+            np.testing.assert_array_equal(got[..., -1], got[..., 0])
+            errs[sign].append(np.max(np.abs(got[0, 0] - exact)))
     for sign, err in errs.items():
         assert fitted_order(err) >= 4.5, (sign, err)
     # the two upwind directions use different stencils
     q = jnp.asarray(np.random.default_rng(1).standard_normal((2, 6, 12)))
-    east = _periodic(q, jnp.ones(q.shape), op.X, linear=linear)
-    west = _periodic(q, -jnp.ones(q.shape), op.X, linear=linear)
+    east = _periodic(q, jnp.ones((2, 6, 13)), op.X, linear=linear)
+    west = _periodic(q, -jnp.ones((2, 6, 13)), op.X, linear=linear)
     assert np.max(np.abs(np.asarray(east - west))) > 1e-2
     # mirror image: the value from the east on face i of q is the value from the
-    # west on face (n - i) % n of the mirrored field
-    back = _periodic(q[..., ::-1], jnp.ones(q.shape), op.X, linear=linear)
-    np.testing.assert_allclose(np.asarray(jnp.roll(back[..., ::-1], 1, axis=-1)),
-                               np.asarray(west), rtol=0, atol=1e-13)
+    # west on face n - i of the mirrored field
+    back = _periodic(q[..., ::-1], jnp.ones((2, 6, 13)), op.X, linear=linear)
+    np.testing.assert_allclose(np.asarray(back[..., ::-1]), np.asarray(west), rtol=0,
+                               atol=1e-13)
+    # along y, the same values as along x of the transposed field
+    along_y = _periodic(jnp.swapaxes(q, -1, -2), -jnp.ones((2, 13, 6)), op.Y, linear=linear)
+    np.testing.assert_allclose(np.asarray(jnp.swapaxes(along_y, -1, -2)), np.asarray(west),
+                               rtol=0, atol=1e-13)
 
 
 # --------------------------------------------------------------------------- invariants

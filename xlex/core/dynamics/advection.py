@@ -12,7 +12,10 @@ reconstructions (Jiang & Shu 1996): fifth order along the periodic x and y axes,
 third or fifth order along z. Near the walls the vertical stencils shrink
 (WENO5 -> WENO3 -> centred second order) instead of reading outside the domain;
 the choice depends only on the distance to the nearer wall, so the scheme is
-mirror-symmetric in z.
+mirror-symmetric in z. Along x and y the face values are computed on both sides
+of every cell (n + 1 faces, the last one periodically the first) from one
+periodic extension of the fields, so the stencils and the flux differences are
+plain slices rather than shifts.
 
 By default the WENO regularisation is relative to the field: the epsilon added
 to the smoothness indicators is ``eps`` times the square of the field's range
@@ -33,6 +36,7 @@ is conserved exactly as before.
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 from xlex.core import operators as op
 
@@ -106,23 +110,38 @@ def weno3(qm1, q0, qp1, eps=WENO_EPSILON):
     return (a0 * p0 + a1 * p1) / (a0 + a1)
 
 
-def periodic_west_face_value(q, velocity, axis, eps=WENO_EPSILON, linear=False, *,
-                              relative=False):
-    """WENO5 (or, with ``linear``, linear fifth-order upwind) value of ``q`` on the
-    face between ``q[i-1]`` and ``q[i]`` along a periodic ``axis``, upwinded by the
-    sign of ``velocity`` on that face. With ``relative``, ``eps`` is a fraction
+def periodic_extend(a, axis, before, after):
+    """``a`` extended periodically along ``axis`` by ``before`` cells at its
+    start and ``after`` at its end (halo cells, each a copy of the cell ``n``
+    away)."""
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (before, after)
+    return jnp.pad(a, widths, mode="wrap")
+
+
+def periodic_face_values(q, velocity, axis, eps=WENO_EPSILON, linear=False, *,
+                         relative=False):
+    """WENO5 (or, with ``linear``, linear fifth-order upwind) values of ``q`` on
+    the n + 1 faces i = 0 .. n along a periodic ``axis`` of n cells, face i
+    lying between ``q[i-1]`` and ``q[i]`` (face n is face 0 again, given so that
+    the differences across a cell need no shift), upwinded by the sign of
+    ``velocity`` on those n + 1 faces. With ``relative``, ``eps`` is a fraction
     of the squared range of ``q`` (:func:`relative_epsilon`)."""
     if relative:
         eps = relative_epsilon(q, eps)
-    s = lambda k: jnp.roll(q, k, axis=axis)  # noqa: E731  s(k)[i] = q[i - k]
+    axis = axis % q.ndim
+    n = q.shape[axis]
+    # one periodic extension and then plain slices: a shift (roll) is a
+    # concatenation that the CPU compiler may copy out for each stencil point
+    p = periodic_extend(q, axis, 3, 3)
+
+    def at(k):  # q[i + k] on the faces i = 0 .. n
+        return lax.slice_in_dim(p, 3 + k, 4 + k + n, axis=axis)
+
+    west = velocity >= 0  # the upwind stencil is chosen before the one reconstruction
+    pick = lambda m: jnp.where(west, at(m - 1), at(-m))  # noqa: E731  m-th upwind point
     scheme = upwind5 if linear else weno5
-    # the upwind stencil is chosen before the one reconstruction: the same values
-    # as reconstructing from both sides and choosing after, with half the
-    # reconstructions to trace, compile and differentiate
-    west = velocity >= 0
-    pick = lambda a, b: jnp.where(west, a, b)  # noqa: E731
-    return scheme(pick(s(3), s(-2)), pick(s(2), s(-1)), pick(s(1), q), pick(q, s(1)),
-                  pick(s(-1), s(2)), eps)
+    return scheme(pick(-2), pick(-1), pick(0), pick(1), pick(2), eps)
 
 
 def bounded_interior_face_value(q, velocity, order, eps=WENO_EPSILON, linear=False, *,
@@ -161,11 +180,15 @@ def bounded_interior_face_value(q, velocity, order, eps=WENO_EPSILON, linear=Fal
     return value
 
 
-def _divergences(flux_x, flux_y, flux_z, dx, dy, dz):
-    """Divergence on the centres of fluxes on the west, south and z faces."""
-    nxt = lambda a, axis: jnp.roll(a, -1, axis=axis)  # noqa: E731
-    return ((nxt(flux_x, op.X) - flux_x) / dx, (nxt(flux_y, op.Y) - flux_y) / dy,
-            op.diff_z_face_to_centre(flux_z, dz))
+def _flux_divergence(flux_x, flux_y, flux_z, dx, dy, dz):
+    """Divergence over control volumes of fluxes given on both their sides:
+    n + 1 faces along x and y (:func:`periodic_face_values`) and along z. Where
+    the z fluxes cover one level fewer than the x and y ones (w, whose wall
+    levels have no control volume), the wall levels get a zero z part."""
+    ddz = jnp.diff(flux_z, axis=op.Z) / dz
+    if ddz.shape[op.Z] != flux_x.shape[op.Z]:
+        ddz = op._pad_z(ddz, 1, 1)
+    return jnp.diff(flux_x, axis=op.X) / dx + jnp.diff(flux_y, axis=op.Y) / dy + ddz
 
 
 def renormalise_outflow(q, m, flux_x, flux_y, flux_z, div_g, dx, dy, dz, dt):
@@ -186,8 +209,9 @@ def renormalise_outflow(q, m, flux_x, flux_y, flux_z, div_g, dx, dy, dz, dt):
         Non-negative field on centres.
     m : array broadcasting to q
         Mass weight rho0 thrho0 of the centres [kg m-3].
-    flux_x, flux_y, flux_z : arrays
-        Fluxes of q on the west, south and z faces (see :func:`_face_fluxes`).
+    flux_x, flux_y, flux_z : arrays (nz, ny, nx + 1), (nz, ny + 1, nx), (nz + 1, ny, nx)
+        Fluxes of q on both sides of every cell: west faces 0 .. nx, south
+        faces 0 .. ny (the last one periodically the first), z faces.
     div_g : array (nz, ny, nx)
         Divergence of the mass flux at the centres [kg m-3 s-1].
     dx, dy, dz : float
@@ -199,49 +223,34 @@ def renormalise_outflow(q, m, flux_x, flux_y, flux_z, div_g, dx, dy, dz, dt):
     -------
     tuple of arrays: the renormalised flux_x, flux_y, flux_z.
     """
-    prv = lambda a, axis: jnp.roll(a, 1, axis=axis)  # noqa: E731
+    upper = lambda a, axis: lax.slice_in_dim(a, 1, None, axis=axis % a.ndim)  # noqa: E731
+    lower = lambda a, axis: lax.slice_in_dim(a, 0, -1, axis=axis % a.ndim)  # noqa: E731
     # outgoing: positive flux on the east / north / top face, negative on the west...
-    out = ((jnp.maximum(jnp.roll(flux_x, -1, axis=op.X), 0) - jnp.minimum(flux_x, 0)) / dx
-           + (jnp.maximum(jnp.roll(flux_y, -1, axis=op.Y), 0) - jnp.minimum(flux_y, 0)) / dy
-           + (jnp.maximum(flux_z[..., 1:, :, :], 0) - jnp.minimum(flux_z[..., :-1, :, :], 0))
-           / dz)
+    out = sum((jnp.maximum(upper(f, axis), 0) - jnp.minimum(lower(f, axis), 0)) / d
+              for f, axis, d in ((flux_x, op.X, dx), (flux_y, op.Y, dy), (flux_z, op.Z, dz)))
     content = jnp.maximum(m * q + dt * jnp.minimum(div_g, 0) * q, 0)
     outflow = dt * out
     limited = outflow > content  # so outflow > 0 there
     # the inner where keeps the derivative finite where the ratio is not used
     ratio = jnp.where(limited, content / jnp.where(limited, outflow, 1.0), 1.0)
-    # each face takes the factor of the cell its flux leaves
-    flux_x = flux_x * jnp.where(flux_x >= 0, prv(ratio, op.X), ratio)
-    flux_y = flux_y * jnp.where(flux_y >= 0, prv(ratio, op.Y), ratio)
-    below = op._pad_z(ratio, 1, 0)  # cell under each z face (wall fluxes are 0)
-    above = op._pad_z(ratio, 0, 1)
-    flux_z = flux_z * jnp.where(flux_z >= 0, below, above)
-    return flux_x, flux_y, flux_z
+
+    def limit(f, ratio_around, axis):
+        # each face takes the factor of the cell its flux leaves
+        return f * jnp.where(f >= 0, lower(ratio_around, axis), upper(ratio_around, axis))
+
+    return (limit(flux_x, periodic_extend(ratio, op.X, 1, 1), op.X),
+            limit(flux_y, periodic_extend(ratio, op.Y, 1, 1), op.Y),
+            limit(flux_z, op._pad_z(ratio, 1, 1), op.Z))  # wall fluxes are 0
 
 
 def _flux_form_tendency(q, fluxes, mass_fluxes, m, dx, dy, dz, positive_dt=None):
-    """-(1/m) [div(fluxes) - q div(mass_fluxes)] of a centred field (u, v, th, qv)
-    from its fluxes on the west, south and z faces, renormalised first with
-    ``positive_dt`` (:func:`renormalise_outflow`)."""
-    div_g = sum(_divergences(*mass_fluxes, dx, dy, dz))
+    """-(1/m) [div(fluxes) - q div(mass_fluxes)] of a field from its fluxes on
+    both sides of its control volumes (:func:`_flux_divergence`), renormalised
+    first with ``positive_dt`` (:func:`renormalise_outflow`)."""
+    div_g = _flux_divergence(*mass_fluxes, dx, dy, dz)
     if positive_dt is not None:
         fluxes = renormalise_outflow(q, m, *fluxes, div_g, dx, dy, dz, positive_dt)
-    div_flux = sum(_divergences(*fluxes, dx, dy, dz))
-    return -(div_flux - q * div_g) / m
-
-
-def _w_tendency(w, fluxes, mass_fluxes, mf, dx, dy, dz):
-    """The flux-form tendency of w (nz + 1 levels) from its fluxes on the west and
-    south faces (nz + 1 levels) and on the cell centres (its control volumes' z
-    faces, nz levels); the wall levels get zero."""
-    nxt = lambda a, axis: jnp.roll(a, -1, axis=axis)  # noqa: E731
-
-    def divergence(fx, fy, fz):
-        dfz = op._pad_z((fz[..., 1:, :, :] - fz[..., :-1, :, :]) / dz, 1, 1)
-        return (nxt(fx, op.X) - fx) / dx + (nxt(fy, op.Y) - fy) / dy + dfz
-
-    tend = -(divergence(*fluxes) - w * divergence(*mass_fluxes)) / op.column(mf)
-    return op.zero_walls(tend)
+    return -(_flux_divergence(*fluxes, dx, dy, dz) - q * div_g) / m
 
 
 def _stack(arrays, nz1):
@@ -258,6 +267,33 @@ def _stacked_epsilon(fields, eps, relative):
         return eps
     scale = jnp.stack([relative_epsilon(q, eps)[1] for q in fields])
     return eps, scale.reshape(scale.shape + (1,) * fields[0].ndim)
+
+
+def _mass_fluxes(u, v, w, mass, mass_faces):
+    """The mass flux F = rho0 thrho0 (u, v, w) on the faces of each field's
+    control volumes, as {field: (x, y, z)}: along x and y on both sides of every
+    volume (n + 1 faces, see :func:`periodic_face_values`).
+
+    th and qv move with F on their cells' faces; u (centred on a west face,
+    whose west face is cell centre i - 1), v (south face) and w (bottom face)
+    with F interpolated there, w's vertical flux living on the cell centres.
+    """
+    mc = op.column(mass)
+    fx = periodic_extend(mc * u, op.X, 1, 1)  # west faces -1 .. nx
+    fy = periodic_extend(mc * v, op.Y, 1, 1)
+    fz = op.column(mass_faces) * w
+    x_faces = lambda a: a[..., 1:]  # noqa: E731  faces 0 .. nx
+    y_faces = lambda a: a[..., 1:, :]  # noqa: E731
+    return {
+        "th": (x_faces(fx), y_faces(fy), fz),
+        "qv": (x_faces(fx), y_faces(fy), fz),
+        "u": (0.5 * (fx[..., 1:] + fx[..., :-1]), op.interp_x_centre_to_face(y_faces(fy)),
+              op.interp_x_centre_to_face(fz)),
+        "v": (op.interp_y_centre_to_face(x_faces(fx)), 0.5 * (fy[..., 1:, :] + fy[..., :-1, :]),
+              op.interp_y_centre_to_face(fz)),
+        "w": (op.interp_z_centre_to_face(x_faces(fx)), op.interp_z_centre_to_face(y_faces(fy)),
+              op.interp_z_face_to_centre(fz)),
+    }
 
 
 def advection_tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, *, order_z=5,
@@ -305,23 +341,10 @@ def advection_tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, *, order
     if eps_mode not in EPS_MODES:
         raise ValueError(f"eps_mode={eps_mode!r} must be one of {EPS_MODES}")
     relative = eps_mode == "relative"
-    mc = op.column(mass)
-    fx = mc * u
-    fy = mc * v
-    fz = op.column(mass_faces) * w
-
-    # Each field moves with the mass flux on the faces of its own control volumes:
-    # th and qv with F on theirs; u (centred on the west face, whose west face is
-    # cell centre i - 1), v (south face) and w (bottom face) with F interpolated
-    # there, w's vertical flux living on the cell centres.
-    names = ("th", "qv", "u", "v", "w")
-    fields = (th, qv, u, v, w)
-    mass_fluxes = ((fx, fy, fz), (fx, fy, fz),
-                   tuple(op.interp_x_centre_to_face(g) for g in (fx, fy, fz)),
-                   tuple(op.interp_y_centre_to_face(g) for g in (fx, fy, fz)),
-                   (op.interp_z_centre_to_face(fx), op.interp_z_centre_to_face(fy),
-                    op.interp_z_face_to_centre(fz)))
-    linear = (False, False) + (linear_momentum,) * 3
+    fields = {"th": th, "qv": qv, "u": u, "v": v, "w": w}
+    mass_fluxes = _mass_fluxes(u, v, w, mass, mass_faces)
+    linear = {"th": False, "qv": False, "u": linear_momentum, "v": linear_momentum,
+              "w": linear_momentum}
 
     # The fields with one scheme are reconstructed as one stacked array (each with
     # its own relative epsilon): along x and y all of them (the centred ones padded
@@ -329,36 +352,34 @@ def advection_tendencies(u, v, w, th, qv, mass, mass_faces, dx, dy, dz, *, order
     # differ). One WENO per direction and group to trace, compile and
     # differentiate instead of one per field; the same values.
     nz1 = w.shape[-3]
-    face_x, face_y, face_z = [None] * 5, [None] * 5, [None] * 5
-    for lin in sorted(set(linear)):
-        group = [i for i in range(5) if linear[i] == lin]
-        qs = [fields[i] for i in group]
-        q = _stack(qs, nz1)
-        e = _stacked_epsilon(qs, eps, relative)
-        for axis, faces, d in ((op.X, face_x, 0), (op.Y, face_y, 1)):
-            g = _stack([mass_fluxes[i][d] for i in group], nz1)
-            value = g * periodic_west_face_value(q, g, axis, e, lin)
-            for j, i in enumerate(group):
-                faces[i] = value[j, ..., :fields[i].shape[-3], :, :]
-        centred = [j for j, i in enumerate(group) if names[i] != "w"]
-        if centred:
-            q_c = jnp.stack([qs[j] for j in centred])
-            g_c = jnp.stack([mass_fluxes[group[j]][2][..., 1:-1, :, :] for j in centred])
-            e_c = e if not relative else (eps, e[1][jnp.asarray(centred)])
-            value = op._pad_z(g_c * bounded_interior_face_value(q_c, g_c, order_z, e_c, lin),
-                              1, 1)  # no flux through the walls
-            for k, j in enumerate(centred):
-                face_z[group[j]] = value[k]
-        if "w" in [names[i] for i in group]:
-            gz = mass_fluxes[4][2]
-            e_w = e if not relative else (eps, e[1][-1])
-            face_z[4] = gz * bounded_interior_face_value(w, gz, order_z, e_w, lin)
+    face_fluxes = {name: [None, None, None] for name in fields}
+    for lin in sorted(set(linear.values())):
+        group = [name for name in fields if linear[name] == lin]
+        q = _stack([fields[name] for name in group], nz1)
+        e = _stacked_epsilon([fields[name] for name in group], eps, relative)
+        for d, axis in ((0, op.X), (1, op.Y)):
+            g = _stack([mass_fluxes[name][d] for name in group], nz1)
+            flux = g * periodic_face_values(q, g, axis, e, lin)
+            for j, name in enumerate(group):
+                face_fluxes[name][d] = flux[j, ..., :fields[name].shape[-3], :, :]
+        # along z the centred fields (the first rows of the stack, w coming
+        # last), cut back to their nz levels; w apart
+        n_c = sum(name != "w" for name in group)
+        if n_c:
+            g_z = jnp.stack([mass_fluxes[name][2][..., 1:-1, :, :] for name in group[:n_c]])
+            e_z = e if not relative else (eps, e[1][:n_c])
+            value = bounded_interior_face_value(q[:n_c, ..., :-1, :, :], g_z, order_z, e_z, lin)
+            flux = op._pad_z(g_z * value, 1, 1)  # no flux through the walls
+            for k, name in enumerate(group[:n_c]):
+                face_fluxes[name][2] = flux[k]
+        if group[-1] == "w":
+            g_z = mass_fluxes["w"][2]
+            e_z = e if not relative else (eps, e[1][-1])
+            face_fluxes["w"][2] = g_z * bounded_interior_face_value(w, g_z, order_z, e_z, lin)
 
-    tend = {}
-    for i, name in enumerate(names[:4]):
-        tend[name] = _flux_form_tendency(
-            fields[i], (face_x[i], face_y[i], face_z[i]), mass_fluxes[i], mc, dx, dy, dz,
-            positive_dt if name == "qv" else None)
-    w_t = _w_tendency(w, (face_x[4], face_y[4], face_z[4]), mass_fluxes[4], mass_faces,
-                      dx, dy, dz)
-    return tend["u"], tend["v"], w_t, tend["th"], tend["qv"]
+    mc, mf = op.column(mass), op.column(mass_faces)
+    tend = {name: _flux_form_tendency(fields[name], face_fluxes[name], mass_fluxes[name],
+                                      mf if name == "w" else mc, dx, dy, dz,
+                                      positive_dt if name == "qv" else None)
+            for name in fields}
+    return tend["u"], tend["v"], op.zero_walls(tend["w"]), tend["th"], tend["qv"]
