@@ -95,42 +95,82 @@ def fft_tridiagonal_preconditioner(coef: EllipticCoefficients, grid: Grid):
     solve_columns = _column_solver(*profiles, kx, mean_mode, grid)
 
     def apply(r):
-        rh = jnp.moveaxis(jnp.fft.rfft2(r, axes=(-2, -1)), 0, -1)  # (ny, nxh, nz)
-        xh = jnp.moveaxis(solve_columns(rh), -1, 0)
-        return jnp.fft.irfft2(xh, s=(ny, nx), axes=(-2, -1)).astype(dtype)
+        rh = jnp.fft.rfft2(r, axes=(-2, -1))  # (nz, ny, nxh)
+        return jnp.fft.irfft2(solve_columns(rh), s=(ny, nx), axes=(-2, -1)).astype(dtype)
 
     return apply
 
 
 def _column_solver(cx, cy, cz, kx, mean_mode, grid: Grid):
     """``solve(rh)``: the tridiagonal solves in z of the horizontally averaged
-    operator for the Fourier coefficients ``rh`` (ny, len(kx), nz), with ``kx``
-    the x-wavenumbers [rad per cell] of its second axis and ``mean_mode`` (ny,
+    operator for the Fourier coefficients ``rh`` (nz, ny, len(kx)), with ``kx``
+    the x-wavenumbers [rad per cell] of its last axis and ``mean_mode`` (ny,
     len(kx)) true at the horizontal-mean mode, whose singular column (constant
-    null vector) has level 0 pinned."""
+    null vector) has level 0 pinned. The elimination is factored once, when the
+    solver is built, for the several applications of one pressure solve."""
     nz, ny, nx = grid.shape
     dtype = cx.dtype
     ky = 2.0 * jnp.pi * jnp.fft.fftfreq(ny).astype(dtype)
     eig_x = (2.0 - 2.0 * jnp.cos(kx)) / grid.dx ** 2
     eig_y = (2.0 - 2.0 * jnp.cos(ky)) / grid.dy ** 2
-    horizontal = (cx[None, None, :] * eig_x[None, :, None]
-                  + cy[None, None, :] * eig_y[:, None, None])  # (ny, nkx, nz)
-    level = jnp.arange(nz)[None, None, :]
-    pin = mean_mode[..., None] & (level == 0)
-    diag = jnp.where(pin, 1.0, horizontal + ((cz[:-1] + cz[1:]) / grid.dz ** 2)[None, None, :])
+    horizontal = (cx[:, None, None] * eig_x[None, None, :]
+                  + cy[:, None, None] * eig_y[None, :, None])  # (nz, ny, nkx)
+    level = jnp.arange(nz)[:, None, None]
+    pin = mean_mode[None] & (level == 0)
+    diag = jnp.where(pin, 1.0, horizontal + ((cz[:-1] + cz[1:]) / grid.dz ** 2)[:, None, None])
     # couplings to k + 1 and k - 1 (zero at the walls, and to the pinned level)
-    upper = jnp.where(pin, 0.0, jnp.broadcast_to((-cz[1:] / grid.dz ** 2)[None, None, :],
+    upper = jnp.where(pin, 0.0, jnp.broadcast_to((-cz[1:] / grid.dz ** 2)[:, None, None],
                                                  diag.shape))
-    lower = jnp.where(mean_mode[..., None] & (level == 1), 0.0,
-                      jnp.broadcast_to((-cz[:-1] / grid.dz ** 2)[None, None, :], diag.shape))
+    lower = jnp.where(mean_mode[None] & (level == 1), 0.0,
+                      jnp.broadcast_to((-cz[:-1] / grid.dz ** 2)[:, None, None], diag.shape))
+    factors = thomas_factor(lower, diag, upper)
 
     def solve(rh):
-        rh = jnp.where(pin, 0.0, rh)
         b = jnp.stack([rh.real, rh.imag], axis=-1).astype(dtype)
-        x = jax.lax.linalg.tridiagonal_solve(lower, diag, upper, b)
-        return x[..., 0] + 1j * x[..., 1]
+        x = thomas_solve(lower, factors, jnp.where(pin[..., None], 0.0, b))
+        return jax.lax.complex(x[..., 0], x[..., 1])
 
     return solve
+
+
+def thomas_factor(lower, diag, upper):
+    """Forward elimination of the tridiagonal systems ``lower[k] x[k-1] + diag[k]
+    x[k] + upper[k] x[k+1] = b[k]`` along axis 0 (one system per position of
+    the other axes), done once for :func:`thomas_solve`: the eliminated upper
+    coefficients and the reciprocal pivots. Without pivoting, as suits the
+    diagonally dominant column operators here; ``lower[0]`` and
+    ``upper[-1]`` are ignored."""
+    def eliminate(upper_before, level):
+        low, mid, up = level
+        reciprocal = 1.0 / (mid - low * upper_before)
+        return up * reciprocal, (up * reciprocal, reciprocal)
+
+    _, factors = jax.lax.scan(eliminate, jnp.zeros_like(diag[0]), (lower, diag, upper))
+    return factors
+
+
+def thomas_solve(lower, factors, b):
+    """The solutions of the systems factored by :func:`thomas_factor` for the
+    right-hand sides ``b`` (levels along axis 0; trailing axes beyond those of
+    the coefficients are several right-hand sides per system)."""
+    upper, reciprocal = factors
+    extra = (None,) * (b.ndim - lower.ndim)
+    column = lambda a: a[(...,) + extra]  # noqa: E731
+
+    def forward(before, level):
+        low, rec, rhs = level
+        value = (rhs - column(low) * before) * column(rec)
+        return value, value
+
+    def backward(after, level):
+        up, value = level
+        x = value - column(up) * after
+        return x, x
+
+    zero = jnp.zeros_like(b[0])
+    _, eliminated = jax.lax.scan(forward, zero, (lower, reciprocal, b))
+    _, x = jax.lax.scan(backward, zero, (upper, eliminated), reverse=True)
+    return x
 
 
 def _distributed_spectral_solve(profiles, grid: Grid, slabs: int):
@@ -157,8 +197,7 @@ def _distributed_spectral_solve(profiles, grid: Grid, slabs: int):
         rh = jnp.fft.rfft(r, axis=-1)
         rh = jnp.pad(rh, [(0, 0), (0, 0), (0, per_device * slabs - nxh)])
         rh = jax.lax.all_to_all(rh, axis, 2, 1, tiled=True)  # (nz, ny, per_device)
-        rh = jnp.moveaxis(jnp.fft.fft(rh, axis=1), 0, -1)
-        xh = jnp.fft.ifft(jnp.moveaxis(solve_columns(rh), -1, 0), axis=1)
+        xh = jnp.fft.ifft(solve_columns(jnp.fft.fft(rh, axis=1)), axis=1)
         xh = jax.lax.all_to_all(xh, axis, 1, 2, tiled=True)  # (nz, ny / slabs, padded)
         return jnp.fft.irfft(xh[..., :nxh], n=nx, axis=-1).astype(dtype)
 
