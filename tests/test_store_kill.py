@@ -47,7 +47,7 @@ _WRITERS = multiprocessing.get_context("forkserver")
 _WRITERS.set_forkserver_preload(["xlex.io.store", "xarray", "pytest", __name__])
 
 
-def start_writer(tmp_path, path, n):
+def start_writer(path, n):
     proc = _WRITERS.Process(target=write_records, args=(str(path), n))
     proc.start()
     return proc
@@ -72,7 +72,7 @@ def test_kill_at_random_moments_leaves_complete_records_and_attributes(tmp_path,
     rng = np.random.default_rng(15)
     for trial in range(20):
         path = tmp_path / f"run{trial}{suffix}"
-        proc = start_writer(tmp_path, path, 400)
+        proc = start_writer(path, 400)
         # wait for the store to exist, then kill at a random moment of the writing
         t0 = time.monotonic()
         while not path.exists() and time.monotonic() - t0 < 120:
@@ -104,7 +104,7 @@ def test_kill_at_random_moments_leaves_complete_records_and_attributes(tmp_path,
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
 def test_second_writer_refused_first_completes(tmp_path, suffix):
     path = tmp_path / f"run{suffix}"
-    proc = start_writer(tmp_path, path, 300)
+    proc = start_writer(path, 300)
     t0 = time.monotonic()
     while not path.exists() and time.monotonic() - t0 < 30:
         time.sleep(0.01)
