@@ -154,6 +154,51 @@ def test_preconditioner_is_exact_for_horizontally_uniform_thrho(layered_coef):
                                    np.asarray(r), rtol=0, atol=1e-10 * float(jnp.max(jnp.abs(r))))
 
 
+def diagonally_dominant_systems(seed, n=9, columns=(4, 3)):
+    """Random tridiagonal systems along axis 0 (lower[0] = upper[-1] = 0), each
+    row's diagonal larger than its couplings, with two right-hand sides."""
+    rng = np.random.default_rng(seed)
+    lower = -rng.uniform(0.1, 1.0, (n,) + columns)
+    upper = -rng.uniform(0.1, 1.0, (n,) + columns)
+    lower[0], upper[-1] = 0.0, 0.0
+    diag = np.abs(lower) + np.abs(upper) + rng.uniform(0.01, 2.0, (n,) + columns)
+    return lower, diag, upper, rng.standard_normal((n,) + columns + (2,))
+
+
+def test_thomas_and_library_tridiagonal_solves_equal_dense_solves():
+    lower, diag, upper, b = diagonally_dominant_systems(40)
+    factors = jax.jit(pressure.thomas_factor)(lower, diag, upper)
+    thomas = np.asarray(jax.jit(pressure.thomas_solve)(lower, factors, b))
+    library = np.asarray(jax.jit(pressure.library_tridiagonal_solve)(lower, diag, upper, b))
+    for j, i in np.ndindex(diag.shape[1:]):
+        dense = (np.diag(diag[:, j, i]) + np.diag(lower[1:, j, i], -1)
+                 + np.diag(upper[:-1, j, i], 1))
+        exact = np.linalg.solve(dense, b[:, j, i])
+        np.testing.assert_allclose(thomas[:, j, i], exact, rtol=0, atol=1e-12)
+        # the solve used off the CPU (GPU), checked here against the same systems
+        np.testing.assert_allclose(library[:, j, i], exact, rtol=0, atol=1e-12)
+
+
+def test_preconditioner_columns_are_solved_by_elimination_on_the_cpu():
+    # lowered for the CPU, the column solves are the elimination (three scans),
+    # not LAPACK's gtsv column by column (a third of a step); lowered for a GPU,
+    # the batched library solve
+    lower, diag, upper, b = diagonally_dominant_systems(41)
+
+    def solve(lower, diag, upper, b):
+        factors = pressure.thomas_factor(lower, diag, upper)
+        return pressure.tridiagonal_columns_solve(lower, diag, upper, factors, b)
+
+    traced = jax.jit(solve).trace(lower, diag, upper, b)
+    cpu = traced.lower(lowering_platforms=("cpu",)).as_text()
+    assert "custom_call" not in cpu and cpu.count("stablehlo.while") == 3
+    assert "gtsv" in traced.lower(lowering_platforms=("cuda",)).as_text()
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(solve)(lower, diag, upper, b)),
+        np.asarray(pressure.library_tridiagonal_solve(lower, diag, upper, b)),
+        rtol=0, atol=1e-12)
+
+
 def test_preconditioner_is_symmetric_positive_for_3d_thrho(coef):
     precondition = jax.jit(pressure.fft_tridiagonal_preconditioner(coef, GRID))
     x, y = zero_mean(rng_field(30)), zero_mean(rng_field(31))
