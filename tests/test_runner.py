@@ -92,8 +92,8 @@ def test_chunks_take_about_the_progress_interval():
 
 
 def test_a_long_cpu_run_is_announced_with_an_estimate():
-    big = fake_run(240, 240, 120, steps_per_output=60)
-    with pytest.warns(RuntimeWarning, match=r"6,912,000 cells and 60 steps.*expect roughly "
+    big = fake_run(240, 240, 120, steps_per_output=200)
+    with pytest.warns(RuntimeWarning, match=r"6,912,000 cells and 200 steps.*expect roughly "
                                             r"\d+ min.*estimate.*docs/performance.md"):
         runner._warn_cost(big, runner.estimated_seconds_per_step(big))
     members = fake_run(60, 60, 30, steps_per_output=5, n_outputs=240, batch=(10,))

@@ -436,9 +436,9 @@ class Records:
 
 #: Cell-steps per second of a float32 step (upwind/WENO advection, PCG pressure
 #: solve, no subgrid scheme) measured with ``xlex bench`` on a shared 2-core CPU:
-#: 4.3e5 at 30x30x15, 5.0e5 to 6.3e5 at 60x60x30, 6.3e5 at 120x120x60. The low
+#: 1.5e6 at 30x30x15, 2.2e6 to 2.5e6 at 60x60x30, 1.7e6 at 120x120x60. The low
 #: end, so that estimates of run time err long rather than short.
-CPU_CELL_STEPS_PER_SECOND = 4.0e5
+CPU_CELL_STEPS_PER_SECOND = 1.5e6
 #: Aim for a progress-bar update (one compiled chunk of steps) this often [s].
 PROGRESS_SECONDS = 2.0
 #: Warn before a run whose estimated duration on a CPU exceeds this [s].
